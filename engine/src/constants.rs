@@ -1,0 +1,58 @@
+//! Every fixed limit of the on-disk format and the journal, in one place.
+//!
+//! Limits that a deployment may change (slot count, slot size) are carried in
+//! [`crate::log::LogConfig`] and recorded in the superblock; the values here are the
+//! format's own bounds and the defaults.
+
+/// The unit of every disk I/O: offsets and lengths are multiples of it, and buffers are
+/// aligned to it, so that the same code works with `O_DIRECT`.
+pub const SECTOR_SIZE: usize = 4096;
+
+/// Size of an entry header, and of each redundant copy of it in the header zone.
+pub const HEADER_SIZE: usize = 128;
+
+/// Headers per sector of the header zone.
+pub const HEADERS_PER_SECTOR: usize = SECTOR_SIZE / HEADER_SIZE;
+
+/// Number of superblock copies. Writes go to all of them (in two halves, each made durable
+/// before the next starts); reads need [`SUPERBLOCK_QUORUM`] identical copies.
+pub const SUPERBLOCK_COPIES: usize = 4;
+
+/// Identical copies needed to trust a superblock. With two halves written in turn, a crash
+/// leaves at least one whole half (two copies) of either the old or the new version.
+pub const SUPERBLOCK_QUORUM: usize = 2;
+
+/// The granularity at which the simulated disk tears an interrupted write. Real disks
+/// guarantee at best 512-byte atomicity, so the simulator assumes no more.
+pub const TEAR_SIZE: usize = 512;
+
+/// Smallest and largest number of slots in a journal ring.
+pub const SLOT_COUNT_MIN: u32 = 4;
+pub const SLOT_COUNT_MAX: u32 = 1 << 20;
+
+/// Largest slot (and so largest entry, header included).
+pub const SLOT_SIZE_MAX: u32 = 1 << 24;
+
+/// Default ring: 1024 slots of 64 KiB gives a 64 MiB log per shard, which stays modest when
+/// multiplied by one shard per core.
+pub const SLOT_COUNT_DEFAULT: u32 = 1024;
+pub const SLOT_SIZE_DEFAULT: u32 = 64 * 1024;
+
+/// Reads the recovery scan keeps in flight at once.
+pub const RECOVERY_READS_MAX: usize = 64;
+
+/// The on-disk format version written in every header and superblock.
+pub const FORMAT_VERSION: u8 = 1;
+
+const _: () = {
+    assert!(SECTOR_SIZE.is_power_of_two());
+    assert!(SECTOR_SIZE % HEADER_SIZE == 0);
+    assert!(SECTOR_SIZE % TEAR_SIZE == 0);
+    // A header never straddles a tear unit, so a torn header-zone write leaves every header
+    // either wholly old or wholly new.
+    assert!(TEAR_SIZE % HEADER_SIZE == 0);
+    assert!(SUPERBLOCK_COPIES == 2 * SUPERBLOCK_QUORUM);
+    assert!(SLOT_SIZE_DEFAULT as usize % SECTOR_SIZE == 0);
+    assert!(SLOT_SIZE_MAX as usize % SECTOR_SIZE == 0);
+    assert!(SLOT_COUNT_DEFAULT >= SLOT_COUNT_MIN && SLOT_COUNT_DEFAULT <= SLOT_COUNT_MAX);
+};
