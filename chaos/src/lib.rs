@@ -1,0 +1,1 @@
+//! The deterministic simulator. It depends only on `chronon-engine`.
