@@ -46,13 +46,13 @@ pub const FORMAT_VERSION: u8 = 1;
 
 const _: () = {
     assert!(SECTOR_SIZE.is_power_of_two());
-    assert!(SECTOR_SIZE % HEADER_SIZE == 0);
-    assert!(SECTOR_SIZE % TEAR_SIZE == 0);
+    assert!(SECTOR_SIZE.is_multiple_of(HEADER_SIZE));
+    assert!(SECTOR_SIZE.is_multiple_of(TEAR_SIZE));
     // A header never straddles a tear unit, so a torn header-zone write leaves every header
     // either wholly old or wholly new.
-    assert!(TEAR_SIZE % HEADER_SIZE == 0);
+    assert!(TEAR_SIZE.is_multiple_of(HEADER_SIZE));
     assert!(SUPERBLOCK_COPIES == 2 * SUPERBLOCK_QUORUM);
-    assert!(SLOT_SIZE_DEFAULT as usize % SECTOR_SIZE == 0);
-    assert!(SLOT_SIZE_MAX as usize % SECTOR_SIZE == 0);
+    assert!((SLOT_SIZE_DEFAULT as usize).is_multiple_of(SECTOR_SIZE));
+    assert!((SLOT_SIZE_MAX as usize).is_multiple_of(SECTOR_SIZE));
     assert!(SLOT_COUNT_DEFAULT >= SLOT_COUNT_MIN && SLOT_COUNT_DEFAULT <= SLOT_COUNT_MAX);
 };

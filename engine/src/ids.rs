@@ -58,7 +58,10 @@ newtype!(
 impl Op {
     #[must_use]
     pub fn next(self) -> Op {
-        Op(self.0.checked_add(1).expect("invariant: op numbers do not overflow u64"))
+        Op(self
+            .0
+            .checked_add(1)
+            .expect("invariant: op numbers do not overflow u64"))
     }
 }
 

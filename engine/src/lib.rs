@@ -13,4 +13,6 @@ pub mod log;
 pub mod rng;
 
 pub use checksum::Checksum;
-pub use ids::{ClientId, ClusterId, CommitIndex, Op, ReplicaIndex, RequestNumber, ShardId, Timestamp, View};
+pub use ids::{
+    ClientId, ClusterId, CommitIndex, Op, ReplicaIndex, RequestNumber, ShardId, Timestamp, View,
+};

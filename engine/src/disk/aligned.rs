@@ -30,15 +30,22 @@ impl AlignedBuf {
     /// A zero-filled buffer of `len` bytes; `len` must be a multiple of [`SECTOR_SIZE`].
     #[must_use]
     pub fn zeroed(len: usize) -> AlignedBuf {
-        assert!(len % SECTOR_SIZE == 0, "buffer length {len} is not a whole number of sectors");
-        AlignedBuf { sectors: vec![Sector::zeroed(); len / SECTOR_SIZE] }
+        assert!(
+            len.is_multiple_of(SECTOR_SIZE),
+            "buffer length {len} is not a whole number of sectors"
+        );
+        AlignedBuf {
+            sectors: vec![Sector::zeroed(); len / SECTOR_SIZE],
+        }
     }
 
     /// An empty buffer with room for `capacity` bytes, so that later [`AlignedBuf::resize`]
     /// calls up to that size do not allocate.
     #[must_use]
     pub fn with_capacity(capacity: usize) -> AlignedBuf {
-        AlignedBuf { sectors: Vec::with_capacity(capacity.div_ceil(SECTOR_SIZE)) }
+        AlignedBuf {
+            sectors: Vec::with_capacity(capacity.div_ceil(SECTOR_SIZE)),
+        }
     }
 
     #[must_use]
@@ -54,7 +61,10 @@ impl AlignedBuf {
     /// Sets the length to `len` bytes, zero-filling any new sectors. Keeps the allocation, so
     /// a pooled buffer can be reused for shorter or equal I/Os without allocating.
     pub fn resize(&mut self, len: usize) {
-        assert!(len % SECTOR_SIZE == 0, "buffer length {len} is not a whole number of sectors");
+        assert!(
+            len.is_multiple_of(SECTOR_SIZE),
+            "buffer length {len} is not a whole number of sectors"
+        );
         self.sectors.resize(len / SECTOR_SIZE, Sector::zeroed());
     }
 

@@ -45,7 +45,11 @@ fn read_at<D: VirtualDisk>(disk: &mut D, offset: u64, len: usize) -> Vec<u8> {
     assert_eq!(completion.kind, IoKind::Read);
     assert_eq!(completion.token, u64::MAX);
     completion.result.expect("read succeeds");
-    completion.buf.expect("a read returns its buffer").as_slice().to_vec()
+    completion
+        .buf
+        .expect("a read returns its buffer")
+        .as_slice()
+        .to_vec()
 }
 
 fn write_durably<D: VirtualDisk>(disk: &mut D, offset: u64, buf: AlignedBuf) {
@@ -64,7 +68,10 @@ pub fn fresh_disk_reads_zero<H: DiskHarness>(harness: &mut H) {
     let mut disk = harness.create(DISK_SIZE);
     assert_eq!(disk.size(), DISK_SIZE);
     let bytes = read_at(&mut disk, 0, DISK_SIZE as usize);
-    assert!(bytes.iter().all(|&b| b == 0), "a fresh disk is not zero-filled");
+    assert!(
+        bytes.iter().all(|&b| b == 0),
+        "a fresh disk is not zero-filled"
+    );
 }
 
 /// A completed write is visible to a later read, at every alignment and length.
@@ -88,7 +95,10 @@ pub fn barrier_completes_after_its_writes<H: DiskHarness>(harness: &mut H) {
     disk.submit_barrier(100);
     let mut out: Vec<Completion> = Vec::new();
     drain(&mut disk, &mut out);
-    let barrier_at = out.iter().position(|c| c.kind == IoKind::Barrier).expect("barrier done");
+    let barrier_at = out
+        .iter()
+        .position(|c| c.kind == IoKind::Barrier)
+        .expect("barrier done");
     assert_eq!(barrier_at, 8, "barrier completed before a write it covers");
     assert!(out.iter().all(|c| c.result.is_ok()));
 }
@@ -131,7 +141,10 @@ pub fn barriered_data_survives_reopen<H: DiskHarness>(harness: &mut H) {
     let expected = buf.as_slice().to_vec();
     write_durably(&mut disk, 8 * SECTOR_SIZE as u64, buf);
     let mut disk = harness.reopen(disk);
-    assert_eq!(read_at(&mut disk, 8 * SECTOR_SIZE as u64, 4 * SECTOR_SIZE), expected);
+    assert_eq!(
+        read_at(&mut disk, 8 * SECTOR_SIZE as u64, 4 * SECTOR_SIZE),
+        expected
+    );
 }
 
 #[cfg(test)]

@@ -15,8 +15,15 @@ impl MemoryDisk {
     /// A zero-filled disk of `size` bytes.
     #[must_use]
     pub fn new(size: u64) -> MemoryDisk {
-        check_io(size, 0, usize::try_from(size).expect("invariant: memory disk fits in memory"));
-        MemoryDisk { bytes: vec![0; size as usize], completed: VecDeque::new() }
+        check_io(
+            size,
+            0,
+            usize::try_from(size).expect("invariant: memory disk fits in memory"),
+        );
+        MemoryDisk {
+            bytes: vec![0; size as usize],
+            completed: VecDeque::new(),
+        }
     }
 
     /// The disk's contents, for inspection in tests.
@@ -35,7 +42,8 @@ impl VirtualDisk for MemoryDisk {
         check_io(self.size(), offset, buf.len());
         let start = offset as usize;
         let len = buf.len();
-        buf.as_mut_slice().copy_from_slice(&self.bytes[start..start + len]);
+        buf.as_mut_slice()
+            .copy_from_slice(&self.bytes[start..start + len]);
         self.completed.push_back(Completion {
             token,
             kind: IoKind::Read,

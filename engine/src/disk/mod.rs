@@ -1,4 +1,4 @@
-//! The disk seam. Every disk the engine writes to (memory, simulated, `O_DSYNC`, io_uring)
+//! The disk seam. Every disk the engine writes to (memory, simulated, `O_DSYNC`, `io_uring`)
 //! implements [`VirtualDisk`], and all of them pass [`conformance`].
 //!
 //! The seam is completion-based so that a shard loop never blocks on it: the caller submits
@@ -51,9 +51,17 @@ pub struct Completion {
 #[non_exhaustive]
 pub enum DiskError {
     #[error("read of {len} bytes at offset {offset} failed: {reason}")]
-    Read { offset: u64, len: usize, reason: String },
+    Read {
+        offset: u64,
+        len: usize,
+        reason: String,
+    },
     #[error("write of {len} bytes at offset {offset} failed: {reason}")]
-    Write { offset: u64, len: usize, reason: String },
+    Write {
+        offset: u64,
+        len: usize,
+        reason: String,
+    },
     #[error("barrier (fdatasync) failed: {reason}")]
     Barrier { reason: String },
 }
@@ -87,9 +95,18 @@ pub trait VirtualDisk {
 /// misaligned request fails the same way on every disk.
 pub fn check_io(disk_size: u64, offset: u64, len: usize) {
     assert!(len > 0, "I/O of zero bytes");
-    assert!(offset % SECTOR_SIZE as u64 == 0, "offset {offset} is not sector-aligned");
-    assert!(len % SECTOR_SIZE == 0, "length {len} is not a whole number of sectors");
-    assert!(offset + len as u64 <= disk_size, "I/O [{offset}, +{len}) beyond disk of {disk_size}");
+    assert!(
+        offset.is_multiple_of(SECTOR_SIZE as u64),
+        "offset {offset} is not sector-aligned"
+    );
+    assert!(
+        len.is_multiple_of(SECTOR_SIZE),
+        "length {len} is not a whole number of sectors"
+    );
+    assert!(
+        offset + len as u64 <= disk_size,
+        "I/O [{offset}, +{len}) beyond disk of {disk_size}"
+    );
 }
 
 /// Blocks until every I/O in flight has finished, collecting their completions.

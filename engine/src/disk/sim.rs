@@ -80,7 +80,7 @@ impl SimDisk {
             completed: VecDeque::new(),
             rng: Rng::new(seed),
             faults: SimFaults::default(),
-            zones: vec![0..size],
+            zones: std::iter::once(0..size).collect(),
             latent_read_errors: BTreeSet::new(),
             misdirect_next_write: None,
             fail_next_write: false,
@@ -170,10 +170,17 @@ impl SimDisk {
         if let Some(target) = self.misdirect_next_write.take() {
             return Some(target);
         }
-        if !self.rng.chance(u64::from(self.faults.misdirect_ppm), 1_000_000) {
+        if !self
+            .rng
+            .chance(u64::from(self.faults.misdirect_ppm), 1_000_000)
+        {
             return None;
         }
-        let zone = self.zones.iter().find(|zone| zone.contains(&offset))?.clone();
+        let zone = self
+            .zones
+            .iter()
+            .find(|zone| zone.contains(&offset))?
+            .clone();
         let sectors = (zone.end - zone.start) / SECTOR_SIZE as u64;
         let len_sectors = (len / SECTOR_SIZE) as u64;
         if sectors <= len_sectors {
@@ -187,7 +194,9 @@ impl SimDisk {
         let first = offset / SECTOR_SIZE as u64;
         let last = (offset + len as u64 - 1) / SECTOR_SIZE as u64;
         self.latent_read_errors.range(first..=last).next().is_some()
-            || self.rng.chance(u64::from(self.faults.read_error_ppm), 1_000_000)
+            || self
+                .rng
+                .chance(u64::from(self.faults.read_error_ppm), 1_000_000)
     }
 }
 
@@ -209,10 +218,16 @@ impl VirtualDisk for SimDisk {
         } else {
             let start = offset as usize;
             let len = buf.len();
-            buf.as_mut_slice().copy_from_slice(&self.current[start..start + len]);
+            buf.as_mut_slice()
+                .copy_from_slice(&self.current[start..start + len]);
             Ok(())
         };
-        self.completed.push_back(Completion { token, kind: IoKind::Read, result, buf: Some(buf) });
+        self.completed.push_back(Completion {
+            token,
+            kind: IoKind::Read,
+            result,
+            buf: Some(buf),
+        });
     }
 
     fn submit_write(&mut self, offset: u64, buf: AlignedBuf, token: u64) {
@@ -241,7 +256,10 @@ impl VirtualDisk for SimDisk {
         };
         let start = landed as usize;
         self.current[start..start + buf.len()].copy_from_slice(buf.as_slice());
-        if self.rng.chance(u64::from(self.faults.bit_flip_ppm), 1_000_000) {
+        if self
+            .rng
+            .chance(u64::from(self.faults.bit_flip_ppm), 1_000_000)
+        {
             let byte = start + self.rng.below(buf.len() as u64) as usize;
             self.current[byte] ^= 1 << self.rng.below(8);
             self.stats.bit_flips += 1;
@@ -260,7 +278,9 @@ impl VirtualDisk for SimDisk {
     fn submit_barrier(&mut self, token: u64) {
         self.stats.barriers += 1;
         let result = if std::mem::take(&mut self.fail_next_barrier) {
-            Err(DiskError::Barrier { reason: "simulated fdatasync error".to_owned() })
+            Err(DiskError::Barrier {
+                reason: "simulated fdatasync error".to_owned(),
+            })
         } else {
             for unit in std::mem::take(&mut self.dirty) {
                 let range = unit as usize * TEAR_SIZE..(unit as usize + 1) * TEAR_SIZE;
@@ -268,7 +288,12 @@ impl VirtualDisk for SimDisk {
             }
             Ok(())
         };
-        self.completed.push_back(Completion { token, kind: IoKind::Barrier, result, buf: None });
+        self.completed.push_back(Completion {
+            token,
+            kind: IoKind::Barrier,
+            result,
+            buf: None,
+        });
     }
 
     fn poll(&mut self, out: &mut Vec<Completion>) {
@@ -299,7 +324,11 @@ mod tests {
         disk.submit_read(offset, AlignedBuf::zeroed(SECTOR_SIZE), 0);
         let mut out = Vec::new();
         drain(disk, &mut out);
-        out.pop().and_then(|c| c.buf).expect("read returns its buffer").as_slice().to_vec()
+        out.pop()
+            .and_then(|c| c.buf)
+            .expect("read returns its buffer")
+            .as_slice()
+            .to_vec()
     }
 
     // A crash keeps barriered writes, and each unbarriered 512-byte unit independently
@@ -314,11 +343,24 @@ mod tests {
             disk.submit_barrier(1);
             write(&mut disk, SECTOR_SIZE as u64, 2);
             disk.crash(CrashMode::Random);
-            assert!(read(&mut disk, 0).iter().all(|&b| b == 1), "barriered write lost");
+            assert!(
+                read(&mut disk, 0).iter().all(|&b| b == 1),
+                "barriered write lost"
+            );
             let second = read(&mut disk, SECTOR_SIZE as u64);
-            let new_units = second.chunks(TEAR_SIZE).filter(|u| u.iter().all(|&b| b == 2)).count();
-            let old_units = second.chunks(TEAR_SIZE).filter(|u| u.iter().all(|&b| b == 0)).count();
-            assert_eq!(new_units + old_units, SECTOR_SIZE / TEAR_SIZE, "units are atomic");
+            let new_units = second
+                .chunks(TEAR_SIZE)
+                .filter(|u| u.iter().all(|&b| b == 2))
+                .count();
+            let old_units = second
+                .chunks(TEAR_SIZE)
+                .filter(|u| u.iter().all(|&b| b == 0))
+                .count();
+            assert_eq!(
+                new_units + old_units,
+                SECTOR_SIZE / TEAR_SIZE,
+                "units are atomic"
+            );
             if new_units == 0 {
                 lost += 1;
             } else if old_units > 0 {
@@ -332,11 +374,19 @@ mod tests {
     #[test]
     fn misdirected_write_lands_in_zone() {
         let mut disk = SimDisk::new(8 * SECTOR_SIZE as u64, 7);
-        disk.set_zones(vec![0..4 * SECTOR_SIZE as u64, 4 * SECTOR_SIZE as u64..8 * SECTOR_SIZE as u64]);
-        disk.set_faults(SimFaults { misdirect_ppm: 1_000_000, ..SimFaults::default() });
+        disk.set_zones(vec![
+            0..4 * SECTOR_SIZE as u64,
+            4 * SECTOR_SIZE as u64..8 * SECTOR_SIZE as u64,
+        ]);
+        disk.set_faults(SimFaults {
+            misdirect_ppm: 1_000_000,
+            ..SimFaults::default()
+        });
         write(&mut disk, 0, 9);
         assert!(read(&mut disk, 0).iter().all(|&b| b == 0));
-        let landed = (1..4).filter(|s| read(&mut disk, s * SECTOR_SIZE as u64)[0] == 9).count();
+        let landed = (1..4)
+            .filter(|s| read(&mut disk, s * SECTOR_SIZE as u64)[0] == 9)
+            .count();
         assert_eq!(landed, 1);
         assert_eq!(disk.stats().misdirected_writes, 1);
     }

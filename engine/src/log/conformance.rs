@@ -2,7 +2,9 @@
 //! after the disk is reopened.
 
 use crate::disk::conformance::DiskHarness;
-use crate::ids::{ClientId, ClusterId, CommitIndex, Op, ReplicaIndex, RequestNumber, ShardId, Timestamp, View};
+use crate::ids::{
+    ClientId, ClusterId, CommitIndex, Op, ReplicaIndex, RequestNumber, ShardId, Timestamp, View,
+};
 use crate::log::{EntryMeta, FormatParams, Journal, LogConfig, Operation};
 
 /// Parameters of the small log the suite writes.
@@ -13,7 +15,10 @@ pub fn test_params() -> FormatParams {
         shard: ShardId(3),
         replica: ReplicaIndex(1),
         replica_count: 3,
-        config: LogConfig { slot_count: 32, slot_size: 16 * 1024 },
+        config: LogConfig {
+            slot_count: 32,
+            slot_size: 16 * 1024,
+        },
     }
 }
 
@@ -46,17 +51,25 @@ pub fn journal_roundtrip<H: DiskHarness>(harness: &mut H) {
     assert_eq!(journal.head().op, Op(0));
     let ops = 40u64; // more than the ring, so it wraps
     for op in 1..=ops {
-        journal.append(&test_meta(op), &test_body(op)).expect("append");
+        journal
+            .append(&test_meta(op), &test_body(op))
+            .expect("append");
         if op % 7 == 0 {
             journal.sync().expect("sync");
         }
     }
-    journal.write_superblock(View(2), View(1), CommitIndex(Some(Op(30)))).expect("superblock");
+    journal
+        .write_superblock(View(2), View(1), CommitIndex(Some(Op(30))))
+        .expect("superblock");
     journal.sync().expect("sync");
     assert_eq!(journal.durable_op(), Op(ops));
     let disk = harness.reopen(journal.into_disk());
     let (mut journal, report) = Journal::open(disk).expect("reopen");
-    assert!(report.is_clean(), "reopened log not clean: {:?}", report.analysis);
+    assert!(
+        report.is_clean(),
+        "reopened log not clean: {:?}",
+        report.analysis
+    );
     assert_eq!(report.analysis.head, Some(Op(ops)));
     assert_eq!(journal.superblock().view, View(2));
     assert_eq!(journal.superblock().commit, CommitIndex(Some(Op(30))));
@@ -73,11 +86,16 @@ pub fn journal_roundtrip<H: DiskHarness>(harness: &mut H) {
         parent = Some(entry.header.checksum);
     }
     journal.truncate_after(Op(ops - 3)).expect("truncate");
-    journal.append(&test_meta(99), b"after truncation").expect("append after truncation");
+    journal
+        .append(&test_meta(99), b"after truncation")
+        .expect("append after truncation");
     journal.sync().expect("sync");
     let disk = harness.reopen(journal.into_disk());
     let (mut journal, report) = Journal::open(disk).expect("reopen after truncation");
     assert!(report.is_clean(), "{:?}", report.analysis);
     assert_eq!(journal.head().op, Op(ops - 2));
-    assert_eq!(journal.read(Op(ops - 2)).expect("read").body, b"after truncation");
+    assert_eq!(
+        journal.read(Op(ops - 2)).expect("read").body,
+        b"after truncation"
+    );
 }

@@ -205,7 +205,7 @@ impl LogConfig {
         }
         if self.slot_size == 0
             || self.slot_size > SLOT_SIZE_MAX
-            || self.slot_size as usize % SECTOR_SIZE != 0
+            || !(self.slot_size as usize).is_multiple_of(SECTOR_SIZE)
         {
             return Some(format!(
                 "slot size {} must be a positive multiple of {SECTOR_SIZE} up to {SLOT_SIZE_MAX}",
@@ -267,7 +267,16 @@ impl Layout {
     /// The data file's total size.
     #[must_use]
     pub fn total_size(&self) -> u64 {
-        self.slot_zone_offset() + u64::from(self.config.slot_count) * u64::from(self.config.slot_size)
+        self.slot_zone_offset()
+            + u64::from(self.config.slot_count) * u64::from(self.config.slot_size)
+    }
+
+    /// Entries that may be appended but not yet durable. Half the ring, so that an in-flight
+    /// write can only overwrite (and, at a crash, tear) an op that is at least half a ring
+    /// older than the newest op: the newest `slot_count - in_flight_max` ops are never at risk.
+    #[must_use]
+    pub fn in_flight_max(&self) -> u64 {
+        u64::from(self.config.slot_count / 2)
     }
 
     #[must_use]
@@ -301,7 +310,14 @@ mod tests {
             client: ClientId(9),
             request: RequestNumber(12),
         };
-        Header::new(&meta, Op(41), Checksum(77), ClusterId(5), ShardId(2), b"hello")
+        Header::new(
+            &meta,
+            Op(41),
+            Checksum(77),
+            ClusterId(5),
+            ShardId(2),
+            b"hello",
+        )
     }
 
     // Pair assertion on the write and the read of a header: every field survives.
@@ -347,13 +363,30 @@ mod tests {
 
     #[test]
     fn layout_regions_do_not_overlap() {
-        let layout = Layout::new(LogConfig { slot_count: 100, slot_size: 8192 });
+        let layout = Layout::new(LogConfig {
+            slot_count: 100,
+            slot_size: 8192,
+        });
         assert_eq!(layout.header_zone_offset(), 4 * 4096);
         assert_eq!(layout.header_sector_count(), 4);
         assert_eq!(layout.slot_zone_offset(), 8 * 4096);
         assert_eq!(layout.slot_offset(99) + 8192, layout.total_size());
         assert_eq!(layout.slot_of(Op(250)), 50);
-        assert!(LogConfig { slot_count: 2, slot_size: 4096 }.problem().is_some());
-        assert!(LogConfig { slot_count: 8, slot_size: 4000 }.problem().is_some());
+        assert!(
+            LogConfig {
+                slot_count: 2,
+                slot_size: 4096
+            }
+            .problem()
+            .is_some()
+        );
+        assert!(
+            LogConfig {
+                slot_count: 8,
+                slot_size: 4000
+            }
+            .problem()
+            .is_some()
+        );
     }
 }

@@ -13,7 +13,9 @@
 use std::collections::BTreeSet;
 
 use crate::checksum::Checksum;
-use crate::constants::{HEADER_SIZE, HEADERS_PER_SECTOR, RECOVERY_READS_MAX, SECTOR_SIZE, SUPERBLOCK_COPIES};
+use crate::constants::{
+    HEADER_SIZE, HEADERS_PER_SECTOR, RECOVERY_READS_MAX, SECTOR_SIZE, SUPERBLOCK_COPIES,
+};
 use crate::disk::{AlignedBuf, Completion, DiskError, IoKind, VirtualDisk};
 use crate::ids::{ClusterId, CommitIndex, Op, ReplicaIndex, ShardId, View};
 use crate::log::format::{EntryMeta, Header, HeaderState, Layout, LogConfig};
@@ -34,7 +36,10 @@ const TOKEN_SYNC: u64 = 8;
 const BUFFER_POOL_MAX: usize = 512;
 
 fn token(kind: u64, value: u64) -> u64 {
-    assert!(value < 1 << TOKEN_KIND_SHIFT, "invariant: token value fits 56 bits");
+    assert!(
+        value < 1 << TOKEN_KIND_SHIFT,
+        "invariant: token value fits 56 bits"
+    );
     (kind << TOKEN_KIND_SHIFT) | value
 }
 
@@ -114,7 +119,11 @@ pub enum JournalError {
     #[error("{in_flight} entries are not yet durable (limit {max}); wait for a flush to finish")]
     Backpressure { in_flight: u64, max: u64 },
     #[error("entry for op {op} does not extend the chain at head op {head} ({reason})")]
-    ChainMismatch { op: Op, head: Op, reason: &'static str },
+    ChainMismatch {
+        op: Op,
+        head: Op,
+        reason: &'static str,
+    },
     #[error("op {op} is not in the log, which holds ops {op_min}..={head} durably")]
     NotInLog { op: Op, op_min: Op, head: Op },
     #[error("op {op} is faulty on this replica and must be repaired from a peer")]
@@ -177,7 +186,10 @@ impl<D: VirtualDisk> Journal<D> {
         }
         let layout = Layout::new(params.config);
         if disk.size() < layout.total_size() {
-            return Err(JournalError::DiskTooSmall { needed: layout.total_size(), actual: disk.size() });
+            return Err(JournalError::DiskTooSmall {
+                needed: layout.total_size(),
+                actual: disk.size(),
+            });
         }
         let root = Header::root(params.cluster, params.shard);
         for slot in 0..params.config.slot_count as usize {
@@ -185,7 +197,11 @@ impl<D: VirtualDisk> Journal<D> {
             if slot == 0 {
                 buf.as_mut_slice()[..HEADER_SIZE].copy_from_slice(&root.encode());
             }
-            disk.submit_write(layout.slot_offset(slot), buf, token(TOKEN_ERASE, slot as u64));
+            disk.submit_write(
+                layout.slot_offset(slot),
+                buf,
+                token(TOKEN_ERASE, slot as u64),
+            );
             settle(disk, RECOVERY_READS_MAX)?;
         }
         for sector in 0..layout.header_sector_count() {
@@ -193,7 +209,11 @@ impl<D: VirtualDisk> Journal<D> {
             if sector == 0 {
                 buf.as_mut_slice()[..HEADER_SIZE].copy_from_slice(&root.encode());
             }
-            disk.submit_write(layout.header_sector_offset(sector), buf, token(TOKEN_COPY, 0));
+            disk.submit_write(
+                layout.header_sector_offset(sector),
+                buf,
+                token(TOKEN_COPY, 0),
+            );
             settle(disk, RECOVERY_READS_MAX)?;
         }
         barrier_blocking(disk)?;
@@ -208,9 +228,16 @@ impl<D: VirtualDisk> Journal<D> {
             commit: CommitIndex(Some(Op(0))),
             config: params.config,
         };
-        for half in [0..SUPERBLOCK_COPIES / 2, SUPERBLOCK_COPIES / 2..SUPERBLOCK_COPIES] {
+        for half in [
+            0..SUPERBLOCK_COPIES / 2,
+            SUPERBLOCK_COPIES / 2..SUPERBLOCK_COPIES,
+        ] {
             for copy in half {
-                disk.submit_write(Layout::superblock_offset(copy), sector_of(&superblock.encode(copy)), 0);
+                disk.submit_write(
+                    Layout::superblock_offset(copy),
+                    sector_of(&superblock.encode(copy)),
+                    0,
+                );
             }
             barrier_blocking(disk)?;
         }
@@ -307,7 +334,8 @@ impl<D: VirtualDisk> Journal<D> {
         for &slot in &analysis.truncated {
             if report.findings[slot].entry != recovery::EntryState::Zero {
                 let buf = AlignedBuf::zeroed(SECTOR_SIZE);
-                self.disk.submit_write(self.layout.slot_offset(slot), buf, token(TOKEN_ERASE, 0));
+                self.disk
+                    .submit_write(self.layout.slot_offset(slot), buf, token(TOKEN_ERASE, 0));
                 erased = true;
             }
         }
@@ -347,11 +375,10 @@ impl<D: VirtualDisk> Journal<D> {
     }
 
     /// Entries allowed to be appended but not yet durable; beyond it `append` pushes back.
-    /// Half the ring, so an in-flight write can only tear an op at least half a ring older than
-    /// the acknowledgement point.
+    /// See [`Layout::in_flight_max`].
     #[must_use]
     pub fn in_flight_max(&self) -> u64 {
-        u64::from(self.layout.config.slot_count / 2)
+        self.layout.in_flight_max()
     }
 
     #[must_use]
@@ -363,7 +390,10 @@ impl<D: VirtualDisk> Journal<D> {
     /// The ops currently marked faulty.
     #[must_use]
     pub fn faulty_ops(&self) -> Vec<Op> {
-        (self.op_min.0..=self.head.op.0).map(Op).filter(|&op| self.is_faulty(op)).collect()
+        (self.op_min.0..=self.head.op.0)
+            .map(Op)
+            .filter(|&op| self.is_faulty(op))
+            .collect()
     }
 
     /// The error the journal stopped with, if it has.
@@ -383,7 +413,9 @@ impl<D: VirtualDisk> Journal<D> {
 
     fn check_poisoned(&self) -> Result<(), JournalError> {
         match &self.poisoned {
-            Some(cause) => Err(JournalError::Poisoned { cause: cause.clone() }),
+            Some(cause) => Err(JournalError::Poisoned {
+                cause: cause.clone(),
+            }),
             None => Ok(()),
         }
     }
@@ -407,7 +439,11 @@ impl<D: VirtualDisk> Journal<D> {
     pub fn append_entry(&mut self, header: &Header, body: &[u8]) -> Result<(), JournalError> {
         self.check_poisoned()?;
         let head = self.head.op;
-        let mismatch = |reason| JournalError::ChainMismatch { op: header.op, head, reason };
+        let mismatch = |reason| JournalError::ChainMismatch {
+            op: header.op,
+            head,
+            reason,
+        };
         if header.op != head.next() {
             return Err(mismatch("op is not head + 1"));
         }
@@ -417,16 +453,24 @@ impl<D: VirtualDisk> Journal<D> {
         if header.cluster != self.superblock.cluster || header.shard != self.superblock.shard {
             return Err(mismatch("cluster or shard differs"));
         }
-        if header.size as usize != HEADER_SIZE + body.len() || Checksum::of(body) != header.checksum_body {
+        if header.size as usize != HEADER_SIZE + body.len()
+            || Checksum::of(body) != header.checksum_body
+        {
             return Err(mismatch("body does not match its checksum"));
         }
         if header.size as usize > self.layout.slot_size() {
             let max = self.layout.slot_size();
-            return Err(JournalError::EntryTooLarge { size: header.size as usize, max });
+            return Err(JournalError::EntryTooLarge {
+                size: header.size as usize,
+                max,
+            });
         }
         let in_flight = header.op.0 - self.durable.0;
         if in_flight > self.in_flight_max() {
-            return Err(JournalError::Backpressure { in_flight, max: self.in_flight_max() });
+            return Err(JournalError::Backpressure {
+                in_flight,
+                max: self.in_flight_max(),
+            });
         }
         let mut buf = self.take_buffer(header.padded_size());
         let bytes = buf.as_mut_slice();
@@ -434,12 +478,18 @@ impl<D: VirtualDisk> Journal<D> {
         bytes[HEADER_SIZE..header.size as usize].copy_from_slice(body);
         bytes[header.size as usize..].fill(0);
         let slot = self.layout.slot_of(header.op);
-        self.disk.submit_write(self.layout.slot_offset(slot), buf, token(TOKEN_ENTRY, header.op.0));
+        self.disk.submit_write(
+            self.layout.slot_offset(slot),
+            buf,
+            token(TOKEN_ENTRY, header.op.0),
+        );
         self.headers[slot] = Some(*header);
         self.faulty[slot] = false;
         self.head = *header;
         let slot_count = u64::from(self.layout.config.slot_count);
-        self.op_min = self.op_min.max(Op(header.op.0.saturating_sub(slot_count - 1)));
+        self.op_min = self
+            .op_min
+            .max(Op(header.op.0.saturating_sub(slot_count - 1)));
         Ok(())
     }
 
@@ -474,7 +524,10 @@ impl<D: VirtualDisk> Journal<D> {
         }
         self.write_dirty_copies();
         self.disk.submit_barrier(token(TOKEN_ROUND, 0));
-        self.round = Some(Round { entries_upto: self.head.op, copies_upto });
+        self.round = Some(Round {
+            entries_upto: self.head.op,
+            copies_upto,
+        });
     }
 
     fn set_copy(&mut self, slot: usize, header: Option<&Header>) {
@@ -493,18 +546,25 @@ impl<D: VirtualDisk> Journal<D> {
                 bytes[i * HEADER_SIZE..(i + 1) * HEADER_SIZE].copy_from_slice(copy);
             }
             let offset = self.layout.header_sector_offset(sector);
-            self.disk.submit_write(offset, buf, token(TOKEN_COPY, sector as u64));
+            self.disk
+                .submit_write(offset, buf, token(TOKEN_COPY, sector as u64));
         }
     }
 
     fn on_round_done(&mut self) {
-        let round = self.round.take().expect("invariant: a round barrier belongs to a round");
+        let round = self
+            .round
+            .take()
+            .expect("invariant: a round barrier belongs to a round");
         assert!(round.entries_upto >= self.entries_durable);
         assert!(round.copies_upto >= self.durable);
         self.entries_durable = round.entries_upto;
         self.durable = round.copies_upto;
         assert!(self.durable <= self.entries_durable && self.entries_durable <= self.head.op);
-        if self.flush_target.is_some_and(|target| target > self.durable) {
+        if self
+            .flush_target
+            .is_some_and(|target| target > self.durable)
+        {
             self.start_round();
         } else {
             self.flush_target = None;
@@ -520,11 +580,24 @@ impl<D: VirtualDisk> Journal<D> {
         commit: CommitIndex,
     ) -> Result<(), JournalError> {
         self.check_poisoned()?;
-        let latest = self.superblock_next.or(self.superblock_writing).unwrap_or(self.superblock);
-        assert!(view >= latest.view, "view regressed from {} to {view}", latest.view);
+        let latest = self
+            .superblock_next
+            .or(self.superblock_writing)
+            .unwrap_or(self.superblock);
+        assert!(
+            view >= latest.view,
+            "view regressed from {} to {view}",
+            latest.view
+        );
         assert!(log_view >= latest.log_view, "log view regressed");
         assert!(log_view <= view);
-        let next = Superblock { sequence: latest.sequence + 1, view, log_view, commit, ..latest };
+        let next = Superblock {
+            sequence: latest.sequence + 1,
+            view,
+            log_view,
+            commit,
+            ..latest
+        };
         if self.superblock_phase == SuperblockPhase::Idle {
             self.start_superblock_half(next, SuperblockPhase::FirstHalf);
         } else {
@@ -548,7 +621,8 @@ impl<D: VirtualDisk> Journal<D> {
         for copy in copies {
             let buf = sector_of(&superblock.encode(copy));
             let offset = Layout::superblock_offset(copy);
-            self.disk.submit_write(offset, buf, token(TOKEN_SUPERBLOCK_WRITE, copy as u64));
+            self.disk
+                .submit_write(offset, buf, token(TOKEN_SUPERBLOCK_WRITE, copy as u64));
         }
         self.disk.submit_barrier(token(TOKEN_SUPERBLOCK_BARRIER, 0));
         self.superblock_writing = Some(superblock);
@@ -556,7 +630,9 @@ impl<D: VirtualDisk> Journal<D> {
     }
 
     fn on_superblock_barrier(&mut self) {
-        let writing = self.superblock_writing.expect("invariant: a superblock is being written");
+        let writing = self
+            .superblock_writing
+            .expect("invariant: a superblock is being written");
         match self.superblock_phase {
             SuperblockPhase::FirstHalf => {
                 self.start_superblock_half(writing, SuperblockPhase::SecondHalf);
@@ -648,7 +724,11 @@ impl<D: VirtualDisk> Journal<D> {
     pub fn read(&mut self, op: Op) -> Result<Entry, JournalError> {
         self.check_poisoned()?;
         if op < self.op_min || op > self.durable {
-            return Err(JournalError::NotInLog { op, op_min: self.op_min, head: self.durable });
+            return Err(JournalError::NotInLog {
+                op,
+                op_min: self.op_min,
+                head: self.durable,
+            });
         }
         if self.is_faulty(op) {
             return Err(JournalError::Faulty { op });
@@ -658,14 +738,17 @@ impl<D: VirtualDisk> Journal<D> {
         assert_eq!(expected.op, op);
         let read_token = token(TOKEN_READ, op.0);
         let buf = AlignedBuf::zeroed(expected.padded_size());
-        self.disk.submit_read(self.layout.slot_offset(slot), buf, read_token);
+        self.disk
+            .submit_read(self.layout.slot_offset(slot), buf, read_token);
         let completion = loop {
             if let Some(i) = self.reads.iter().position(|c| c.token == read_token) {
                 break self.reads.swap_remove(i);
             }
             self.wait()?;
         };
-        let buf = completion.buf.expect("invariant: a read returns its buffer");
+        let buf = completion
+            .buf
+            .expect("invariant: a read returns its buffer");
         if let Err(cause) = completion.result {
             return Err(JournalError::ReadFailed { op, cause });
         }
@@ -687,13 +770,20 @@ impl<D: VirtualDisk> Journal<D> {
     /// crash in between can only leave an unacknowledged entry, never a faulty one. Blocking.
     pub fn truncate_after(&mut self, op: Op) -> Result<(), JournalError> {
         self.check_poisoned()?;
-        assert!(op >= self.op_min && op <= self.head.op, "truncation point outside the log");
+        assert!(
+            op >= self.op_min && op <= self.head.op,
+            "truncation point outside the log"
+        );
         while self.round.is_some() || !self.is_idle() {
             self.wait()?;
         }
         let slot = self.layout.slot_of(op);
-        let new_head = self.headers[slot].filter(|h| h.op == op).ok_or(JournalError::Faulty { op })?;
-        let slots: Vec<usize> = (op.0 + 1..=self.head.op.0).map(|o| self.layout.slot_of(Op(o))).collect();
+        let new_head = self.headers[slot]
+            .filter(|h| h.op == op)
+            .ok_or(JournalError::Faulty { op })?;
+        let slots: Vec<usize> = (op.0 + 1..=self.head.op.0)
+            .map(|o| self.layout.slot_of(Op(o)))
+            .collect();
         for &slot in &slots {
             self.set_copy(slot, None);
         }
@@ -701,7 +791,11 @@ impl<D: VirtualDisk> Journal<D> {
         self.sync_barrier()?;
         for &slot in &slots {
             let offset = self.layout.slot_offset(slot);
-            self.disk.submit_write(offset, AlignedBuf::zeroed(SECTOR_SIZE), token(TOKEN_ERASE, 0));
+            self.disk.submit_write(
+                offset,
+                AlignedBuf::zeroed(SECTOR_SIZE),
+                token(TOKEN_ERASE, 0),
+            );
             self.headers[slot] = None;
             self.faulty[slot] = false;
         }
@@ -746,7 +840,11 @@ fn read_regions<D: VirtualDisk>(disk: &mut D, regions: &[(u64, usize)]) -> Vec<O
     for (batch_start, batch) in regions.chunks(RECOVERY_READS_MAX).enumerate() {
         for (i, &(offset, len)) in batch.iter().enumerate() {
             let index = batch_start * RECOVERY_READS_MAX + i;
-            disk.submit_read(offset, AlignedBuf::zeroed(len), token(TOKEN_READ, index as u64));
+            disk.submit_read(
+                offset,
+                AlignedBuf::zeroed(len),
+                token(TOKEN_READ, index as u64),
+            );
         }
         while disk.in_flight() > 0 {
             disk.wait(&mut out);
@@ -763,21 +861,35 @@ fn read_regions<D: VirtualDisk>(disk: &mut D, regions: &[(u64, usize)]) -> Vec<O
 
 /// Reads the superblock, header zone and every slot, and runs the decision table.
 fn scan<D: VirtualDisk>(disk: &mut D) -> Result<RecoveryReport, JournalError> {
-    let superblock_regions: Vec<(u64, usize)> =
-        (0..SUPERBLOCK_COPIES).map(|copy| (Layout::superblock_offset(copy), SECTOR_SIZE)).collect();
+    let superblock_regions: Vec<(u64, usize)> = (0..SUPERBLOCK_COPIES)
+        .map(|copy| (Layout::superblock_offset(copy), SECTOR_SIZE))
+        .collect();
     let sectors = read_regions(disk, &superblock_regions);
     let copies: Vec<Option<Superblock>> = sectors
         .iter()
         .enumerate()
-        .map(|(copy, buf)| buf.as_ref().and_then(|b| Superblock::decode(b.as_slice(), copy)))
+        .map(|(copy, buf)| {
+            buf.as_ref()
+                .and_then(|b| Superblock::decode(b.as_slice(), copy))
+        })
         .collect();
     let Some(superblock) = superblock::select(&copies) else {
-        let blank = sectors.iter().flatten().all(|b| b.as_slice().iter().all(|&x| x == 0));
-        return Err(if blank { JournalError::NotFormatted } else { JournalError::SuperblockCorrupt });
+        let blank = sectors
+            .iter()
+            .flatten()
+            .all(|b| b.as_slice().iter().all(|&x| x == 0));
+        return Err(if blank {
+            JournalError::NotFormatted
+        } else {
+            JournalError::SuperblockCorrupt
+        });
     };
     let layout = Layout::new(superblock.config);
     if disk.size() < layout.total_size() {
-        return Err(JournalError::DiskTooSmall { needed: layout.total_size(), actual: disk.size() });
+        return Err(JournalError::DiskTooSmall {
+            needed: layout.total_size(),
+            actual: disk.size(),
+        });
     }
     let (cluster, shard) = (superblock.cluster, superblock.shard);
     let slot_count = layout.config.slot_count as usize;
@@ -795,22 +907,27 @@ fn scan<D: VirtualDisk>(disk: &mut D) -> Result<RecoveryReport, JournalError> {
             recovery::copy_state(bytes, slot, &layout, cluster, shard)
         })
         .collect();
-    let first_regions: Vec<(u64, usize)> =
-        (0..slot_count).map(|slot| (layout.slot_offset(slot), SECTOR_SIZE)).collect();
+    let first_regions: Vec<(u64, usize)> = (0..slot_count)
+        .map(|slot| (layout.slot_offset(slot), SECTOR_SIZE))
+        .collect();
     let mut firsts = read_regions(disk, &first_regions);
     // Entries longer than a sector need a second, full read.
     let long: Vec<usize> = (0..slot_count)
-        .filter(|&slot| match firsts[slot].as_ref().map(|b| Header::decode(b.as_slice())) {
-            Some(HeaderState::Valid(h)) => {
-                h.padded_size() > SECTOR_SIZE && h.size as usize <= layout.slot_size()
-            }
-            _ => false,
-        })
+        .filter(
+            |&slot| match firsts[slot].as_ref().map(|b| Header::decode(b.as_slice())) {
+                Some(HeaderState::Valid(h)) => {
+                    h.padded_size() > SECTOR_SIZE && h.size as usize <= layout.slot_size()
+                }
+                _ => false,
+            },
+        )
         .collect();
     let long_regions: Vec<(u64, usize)> = long
         .iter()
         .map(|&slot| {
-            let bytes = firsts[slot].as_ref().expect("invariant: filtered on a read sector");
+            let bytes = firsts[slot]
+                .as_ref()
+                .expect("invariant: filtered on a read sector");
             let HeaderState::Valid(h) = Header::decode(bytes.as_slice()) else {
                 unreachable!("filtered on a valid header")
             };
@@ -830,5 +947,9 @@ fn scan<D: VirtualDisk>(disk: &mut D) -> Result<RecoveryReport, JournalError> {
         })
         .collect();
     let analysis = recovery::analyze(&layout, &findings);
-    Ok(RecoveryReport { superblock, analysis, findings })
+    Ok(RecoveryReport {
+        superblock,
+        analysis,
+        findings,
+    })
 }

@@ -106,7 +106,13 @@ const fn row(
     decision: Decision,
     why: &'static str,
 ) -> Row {
-    Row { copy, entry, relation, decision, why }
+    Row {
+        copy,
+        entry,
+        relation,
+        decision,
+        why,
+    }
 }
 
 use CopyKind as C;
@@ -116,24 +122,126 @@ use Relation as R;
 
 /// The decision table. `docs/internals/log-format.md` reproduces it with the reasoning.
 pub const TABLE: [Row; 18] = [
-    row(C::Zero, E::Zero, R::NotComparable, D::Empty, "never written"),
-    row(C::Zero, E::Corrupt, R::NotComparable, D::Truncate, "torn write, copy never written"),
-    row(C::Zero, E::HeaderOnly, R::NotComparable, D::Truncate, "torn body, copy never written"),
-    row(C::Zero, E::Valid, R::NotComparable, D::KeepEntry, "entry durable, copy not yet"),
-    row(C::Corrupt, E::Zero, R::NotComparable, D::FaultyUnknownOp, "both witnesses lost"),
-    row(C::Corrupt, E::Corrupt, R::NotComparable, D::FaultyUnknownOp, "both witnesses lost"),
-    row(C::Corrupt, E::HeaderOnly, R::NotComparable, D::FaultyEntryOp, "body bad, copy bad"),
-    row(C::Corrupt, E::Valid, R::NotComparable, D::KeepEntry, "entry self-verifies"),
-    row(C::Valid, E::Zero, R::NotComparable, D::FaultyCopyOp, "vouched entry lost"),
-    row(C::Valid, E::Corrupt, R::NotComparable, D::FaultyCopyOp, "vouched entry corrupt"),
-    row(C::Valid, E::HeaderOnly, R::Same, D::FaultyCopyOp, "vouched entry's body corrupt"),
-    row(C::Valid, E::HeaderOnly, R::EntryNewer, D::Truncate, "newer write torn before its copy"),
-    row(C::Valid, E::HeaderOnly, R::EntryOlder, D::FaultyCopyOp, "vouched entry lost"),
-    row(C::Valid, E::HeaderOnly, R::Conflict, D::FaultyCopyOp, "witnesses conflict"),
+    row(
+        C::Zero,
+        E::Zero,
+        R::NotComparable,
+        D::Empty,
+        "never written",
+    ),
+    row(
+        C::Zero,
+        E::Corrupt,
+        R::NotComparable,
+        D::Truncate,
+        "torn write, copy never written",
+    ),
+    row(
+        C::Zero,
+        E::HeaderOnly,
+        R::NotComparable,
+        D::Truncate,
+        "torn body, copy never written",
+    ),
+    row(
+        C::Zero,
+        E::Valid,
+        R::NotComparable,
+        D::KeepEntry,
+        "entry durable, copy not yet",
+    ),
+    row(
+        C::Corrupt,
+        E::Zero,
+        R::NotComparable,
+        D::FaultyUnknownOp,
+        "both witnesses lost",
+    ),
+    row(
+        C::Corrupt,
+        E::Corrupt,
+        R::NotComparable,
+        D::FaultyUnknownOp,
+        "both witnesses lost",
+    ),
+    row(
+        C::Corrupt,
+        E::HeaderOnly,
+        R::NotComparable,
+        D::FaultyEntryOp,
+        "body bad, copy bad",
+    ),
+    row(
+        C::Corrupt,
+        E::Valid,
+        R::NotComparable,
+        D::KeepEntry,
+        "entry self-verifies",
+    ),
+    row(
+        C::Valid,
+        E::Zero,
+        R::NotComparable,
+        D::FaultyCopyOp,
+        "vouched entry lost",
+    ),
+    row(
+        C::Valid,
+        E::Corrupt,
+        R::NotComparable,
+        D::FaultyCopyOp,
+        "vouched entry corrupt",
+    ),
+    row(
+        C::Valid,
+        E::HeaderOnly,
+        R::Same,
+        D::FaultyCopyOp,
+        "vouched entry's body corrupt",
+    ),
+    row(
+        C::Valid,
+        E::HeaderOnly,
+        R::EntryNewer,
+        D::Truncate,
+        "newer write torn before its copy",
+    ),
+    row(
+        C::Valid,
+        E::HeaderOnly,
+        R::EntryOlder,
+        D::FaultyCopyOp,
+        "vouched entry lost",
+    ),
+    row(
+        C::Valid,
+        E::HeaderOnly,
+        R::Conflict,
+        D::FaultyCopyOp,
+        "witnesses conflict",
+    ),
     row(C::Valid, E::Valid, R::Same, D::Ok, "witnesses agree"),
-    row(C::Valid, E::Valid, R::EntryNewer, D::KeepEntry, "entry durable, copy not yet"),
-    row(C::Valid, E::Valid, R::EntryOlder, D::FaultyCopyOp, "vouched entry lost (misdirected)"),
-    row(C::Valid, E::Valid, R::Conflict, D::FaultyCopyOp, "witnesses conflict"),
+    row(
+        C::Valid,
+        E::Valid,
+        R::EntryNewer,
+        D::KeepEntry,
+        "entry durable, copy not yet",
+    ),
+    row(
+        C::Valid,
+        E::Valid,
+        R::EntryOlder,
+        D::FaultyCopyOp,
+        "vouched entry lost (misdirected)",
+    ),
+    row(
+        C::Valid,
+        E::Valid,
+        R::Conflict,
+        D::FaultyCopyOp,
+        "witnesses conflict",
+    ),
 ];
 
 fn kinds(copy: &CopyState, entry: &EntryState) -> (CopyKind, EntryKind, Relation) {
@@ -183,7 +291,11 @@ pub fn matching_rows(copy: CopyKind, entry: EntryKind, relation: Relation) -> Ve
 pub fn decide(copy: &CopyState, entry: &EntryState) -> usize {
     let (c, e, r) = kinds(copy, entry);
     let rows = matching_rows(c, e, r);
-    assert_eq!(rows.len(), 1, "invariant: the decision table covers ({c:?}, {e:?}, {r:?}) once");
+    assert_eq!(
+        rows.len(),
+        1,
+        "invariant: the decision table covers ({c:?}, {e:?}, {r:?}) once"
+    );
     rows[0]
 }
 
@@ -198,9 +310,8 @@ pub fn copy_state(
 ) -> CopyState {
     match Header::decode(bytes) {
         HeaderState::Zero => CopyState::Zero,
-        HeaderState::Corrupt => CopyState::Corrupt,
         HeaderState::Valid(h) if belongs(&h, slot, layout, cluster, shard) => CopyState::Valid(h),
-        HeaderState::Valid(_) => CopyState::Corrupt,
+        HeaderState::Valid(_) | HeaderState::Corrupt => CopyState::Corrupt,
     }
 }
 
@@ -273,6 +384,9 @@ pub struct Analysis {
     pub chain_break: Option<Op>,
     /// Table row per slot, for diagnostics and tests.
     pub rows: Vec<usize>,
+    /// If set, ops up to this one were dropped from the start of the log: the oldest slots were
+    /// being reused by unacknowledged writes and are damaged.
+    pub dropped_prefix: Option<Op>,
 }
 
 /// Analyses every slot of a ring.
@@ -306,7 +420,10 @@ pub fn analyze(layout: &Layout, findings: &[SlotFinding]) -> Analysis {
             }
             _ => None,
         };
-        faulty[slot] = matches!(row.decision, D::FaultyCopyOp | D::FaultyEntryOp | D::FaultyUnknownOp);
+        faulty[slot] = matches!(
+            row.decision,
+            D::FaultyCopyOp | D::FaultyEntryOp | D::FaultyUnknownOp
+        );
         analysis.headers.push(header);
     }
     let Some(op_max) = analysis.headers.iter().flatten().map(|h| h.op).max() else {
@@ -364,17 +481,53 @@ pub fn analyze(layout: &Layout, findings: &[SlotFinding]) -> Analysis {
         .filter(|&(_, &f)| f)
         .map(|(slot, _)| {
             let expected = analysis.headers[slot];
-            let op = expected.map(|h| h.op).or_else(|| ring_op(layout, slot, op_min, head));
+            let op = expected
+                .map(|h| h.op)
+                .or_else(|| ring_op(layout, slot, op_min, head));
             Faulty { slot, op, expected }
         })
         .filter(|f| f.op.is_none_or(|op| op >= op_min && op <= head))
         .collect();
+    drop_overwritten_prefix(layout, &mut analysis, op_max);
     analysis
+}
+
+/// Unacknowledged writes in flight at the crash may have overwritten, and torn, the oldest
+/// `in_flight_max` ops of the ring: their slots were being reused. Damage there is expected, not
+/// corruption, and the journal never promises those ops (callers checkpoint before relying on
+/// them). So a faulty op in that zone moves the start of the log past it instead of being
+/// reported for repair.
+fn drop_overwritten_prefix(layout: &Layout, analysis: &mut Analysis, op_max: Op) {
+    let slot_count = u64::from(layout.config.slot_count);
+    let Some(risk_end) = (op_max.0 + layout.in_flight_max()).checked_sub(slot_count) else {
+        return;
+    };
+    let damaged = analysis
+        .faulty
+        .iter()
+        .filter_map(|f| f.op)
+        .filter(|op| op.0 <= risk_end)
+        .max();
+    if let Some(damaged) = damaged {
+        analysis.op_min = analysis.op_min.max(damaged.next());
+        let op_min = analysis.op_min;
+        analysis
+            .faulty
+            .retain(|f| f.op.is_none_or(|op| op >= op_min));
+        analysis.chain_break = analysis.chain_break.filter(|&op| op > op_min);
+        analysis.dropped_prefix = Some(damaged);
+    }
 }
 
 fn unknown_faulty(faulty: &[bool]) -> Vec<Faulty> {
     let slots = faulty.iter().enumerate().filter(|&(_, &f)| f);
-    slots.map(|(slot, _)| Faulty { slot, op: None, expected: None }).collect()
+    slots
+        .map(|(slot, _)| Faulty {
+            slot,
+            op: None,
+            expected: None,
+        })
+        .collect()
 }
 
 /// The op that `slot` holds in a ring whose ops run from `op_min` to `head`.
@@ -412,18 +565,27 @@ mod tests {
     fn decision_table_matches_each_case_exactly_once() {
         let copies = [C::Zero, C::Corrupt, C::Valid];
         let entries = [E::Zero, E::Corrupt, E::HeaderOnly, E::Valid];
-        let relations = [R::NotComparable, R::Same, R::EntryNewer, R::EntryOlder, R::Conflict];
+        let relations = [
+            R::NotComparable,
+            R::Same,
+            R::EntryNewer,
+            R::EntryOlder,
+            R::Conflict,
+        ];
         let mut reachable = 0;
         for copy in copies {
             for entry in entries {
                 for relation in relations {
-                    let comparable =
-                        copy == C::Valid && matches!(entry, E::HeaderOnly | E::Valid);
+                    let comparable = copy == C::Valid && matches!(entry, E::HeaderOnly | E::Valid);
                     let coherent = comparable == (relation != R::NotComparable);
                     let rows = matching_rows(copy, entry, relation);
                     if coherent {
                         reachable += 1;
-                        assert_eq!(rows.len(), 1, "({copy:?}, {entry:?}, {relation:?}): {rows:?}");
+                        assert_eq!(
+                            rows.len(),
+                            1,
+                            "({copy:?}, {entry:?}, {relation:?}): {rows:?}"
+                        );
                     } else {
                         assert!(rows.is_empty(), "unreachable case matched: {rows:?}");
                     }

@@ -96,7 +96,12 @@ pub fn select(copies: &[Option<Superblock>]) -> Option<Superblock> {
         .iter()
         .flatten()
         .filter(|candidate| {
-            copies.iter().flatten().filter(|other| other == candidate).count() >= SUPERBLOCK_QUORUM
+            copies
+                .iter()
+                .flatten()
+                .filter(|other| other == candidate)
+                .count()
+                >= SUPERBLOCK_QUORUM
         })
         .max_by_key(|candidate| candidate.sequence)
         .copied()
@@ -116,7 +121,10 @@ mod tests {
             view: View(sequence + 4),
             log_view: View(sequence + 3),
             commit: CommitIndex(Some(Op(0))),
-            config: LogConfig { slot_count: 64, slot_size: 8192 },
+            config: LogConfig {
+                slot_count: 64,
+                slot_size: 8192,
+            },
         }
     }
 
@@ -129,7 +137,10 @@ mod tests {
             assert_eq!(Superblock::decode(&sb.encode(copy), copy), Some(sb));
             assert_eq!(Superblock::decode(&sb.encode(copy), (copy + 1) % 4), None);
         }
-        let none = Superblock { commit: CommitIndex::NONE, ..sb };
+        let none = Superblock {
+            commit: CommitIndex::NONE,
+            ..sb
+        };
         assert_eq!(Superblock::decode(&none.encode(0), 0), Some(none));
         assert_ne!(none.encode(0), sb.encode(0));
         let mut torn = sb.encode(0);
