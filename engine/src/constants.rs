@@ -56,3 +56,31 @@ const _: () = {
     assert!((SLOT_SIZE_MAX as usize).is_multiple_of(SECTOR_SIZE));
     assert!(SLOT_COUNT_DEFAULT >= SLOT_COUNT_MIN && SLOT_COUNT_DEFAULT <= SLOT_COUNT_MAX);
 };
+
+/// Prepares the primary keeps in flight (uncommitted) at once.
+pub const PIPELINE_MAX: usize = 8;
+
+/// Client requests batched into one prepare at most.
+pub const BATCH_REQUESTS_MAX: usize = 64;
+
+/// Client requests the primary queues while the pipeline is full; beyond it, requests are
+/// dropped and clients retry.
+pub const REQUEST_QUEUE_MAX: usize = 1024;
+
+/// Out-of-order prepares a backup holds while it waits for the gap before them.
+pub const REORDER_MAX: usize = 64;
+
+/// Prepares requested per repair round.
+pub const REPAIR_REQUESTS_MAX: usize = 8;
+
+/// Headers a `do_view_change` or `start_view` carries: the newest of the sender's log. A
+/// replica further behind than this catches up by repair after the view change.
+pub const VIEW_HEADERS_MAX: usize = 256;
+
+/// Default maximum of client sessions per shard.
+pub const SESSIONS_MAX_DEFAULT: usize = 1024;
+
+const _: () = {
+    assert!(PIPELINE_MAX < VIEW_HEADERS_MAX);
+    assert!(REORDER_MAX >= PIPELINE_MAX);
+};

@@ -5,12 +5,14 @@
 //! simulator.
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod checksum;
 pub mod constants;
 pub mod disk;
 pub mod ids;
 pub mod log;
 pub mod rng;
+pub mod vsr;
 
 pub use checksum::Checksum;
 pub use ids::{

@@ -16,14 +16,35 @@ const CREATE_CHUNK_BYTES: usize = 1 << 20;
 ///
 /// Refuses to overwrite an existing file.
 pub fn create_data_file(path: &Path, size: u64) -> Result<(), DiskOpenError> {
-    assert!(size % SECTOR_SIZE as u64 == 0, "data file size must be whole sectors");
-    let io = |action| move |source| DiskOpenError::Io { action, path: path.to_owned(), source };
-    let mut file = OpenOptions::new().write(true).create_new(true).open(path).map_err(io("create"))?;
+    assert!(
+        size.is_multiple_of(SECTOR_SIZE as u64),
+        "data file size must be whole sectors"
+    );
+    let io = |action| {
+        move |source| DiskOpenError::Io {
+            action,
+            path: path.to_owned(),
+            source,
+        }
+    };
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(io("create"))?;
     let no_space = |source: std::io::Error| {
         if source.raw_os_error() == Some(libc::ENOSPC) {
-            DiskOpenError::NoSpace { path: path.to_owned(), size, source }
+            DiskOpenError::NoSpace {
+                path: path.to_owned(),
+                size,
+                source,
+            }
         } else {
-            DiskOpenError::Io { action: "zero-fill", path: path.to_owned(), source }
+            DiskOpenError::Io {
+                action: "zero-fill",
+                path: path.to_owned(),
+                source,
+            }
         }
     };
     let zeros = vec![0u8; CREATE_CHUNK_BYTES];
@@ -39,7 +60,9 @@ pub fn create_data_file(path: &Path, size: u64) -> Result<(), DiskOpenError> {
     }
     file.sync_all().map_err(io("fsync"))?;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        File::open(parent).and_then(|dir| dir.sync_all()).map_err(io("fsync the directory of"))?;
+        File::open(parent)
+            .and_then(|dir| dir.sync_all())
+            .map_err(io("fsync the directory of"))?;
     }
     Ok(())
 }
@@ -48,10 +71,17 @@ pub fn create_data_file(path: &Path, size: u64) -> Result<(), DiskOpenError> {
 pub(crate) fn data_file_size(file: &File, path: &Path) -> Result<u64, DiskOpenError> {
     let size = file
         .metadata()
-        .map_err(|source| DiskOpenError::Io { action: "stat", path: path.to_owned(), source })?
+        .map_err(|source| DiskOpenError::Io {
+            action: "stat",
+            path: path.to_owned(),
+            source,
+        })?
         .len();
     if size == 0 || size % SECTOR_SIZE as u64 != 0 {
-        return Err(DiskOpenError::BadSize { path: path.to_owned(), actual: size });
+        return Err(DiskOpenError::BadSize {
+            path: path.to_owned(),
+            actual: size,
+        });
     }
     Ok(size)
 }

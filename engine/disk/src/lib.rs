@@ -2,14 +2,16 @@
 //!
 //! - [`SyncDisk`]: `O_DSYNC` positional writes; every write is durable when it returns, so a
 //!   barrier has nothing left to do. Works on any filesystem.
-//! - [`IoUringDisk`]: io_uring with `O_DIRECT` and an explicit barrier (`fdatasync` ordered
-//!   after the writes it covers). Needs io_uring and a filesystem with direct I/O.
+//! - [`IoUringDisk`]: `io_uring` with `O_DIRECT` and an explicit barrier (`fdatasync` ordered
+//!   after the writes it covers). Needs `io_uring` and a filesystem with direct I/O.
 //!
-//! [`open`] picks one. With [`DiskChoice::Auto`] a missing io_uring, a too-low memlock limit or
+//! [`open`] picks one. With [`DiskChoice::Auto`] a missing `io_uring`, a too-low memlock limit or
 //! a filesystem without `O_DIRECT` falls back to [`SyncDisk`] with a warning naming the cause.
 
 mod error;
 mod file;
+mod memlock;
+mod slab;
 mod sync;
 mod uring;
 
@@ -19,17 +21,18 @@ use chronon_engine::disk::{AlignedBuf, Completion, VirtualDisk};
 
 pub use error::DiskOpenError;
 pub use file::create_data_file;
+pub use memlock::memlock_required_bytes;
 pub use sync::SyncDisk;
-pub use uring::{IoUringDisk, memlock_required_bytes};
+pub use uring::IoUringDisk;
 
 /// Which disk implementation to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum DiskChoice {
     /// `O_DSYNC` writes.
     Sync,
-    /// io_uring with `O_DIRECT`; fails with a clear error if unavailable.
+    /// `io_uring` with `O_DIRECT`; fails with a clear error if unavailable.
     IoUring,
-    /// io_uring if it works here, else `Sync` with a warning.
+    /// `io_uring` if it works here, else `Sync` with a warning.
     #[default]
     Auto,
 }
@@ -42,12 +45,18 @@ impl std::str::FromStr for DiskChoice {
             "sync" => Ok(DiskChoice::Sync),
             "io_uring" | "io-uring" | "uring" => Ok(DiskChoice::IoUring),
             "auto" => Ok(DiskChoice::Auto),
-            other => Err(format!("unknown disk kind {other:?}: use sync, io_uring or auto")),
+            other => Err(format!(
+                "unknown disk kind {other:?}: use sync, io_uring or auto"
+            )),
         }
     }
 }
 
 /// A disk of either kind.
+// The io_uring variant is a few hundred bytes (the ring's mappings and queue state) and the sync
+// one is small; there is one `AnyDisk` per shard, never a collection of them, so boxing would
+// only add an indirection to every I/O.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum AnyDisk {
     Sync(SyncDisk),
@@ -67,7 +76,10 @@ impl AnyDisk {
 
 /// Opens an existing data file with the chosen disk. The second value is a warning to log when
 /// `Auto` fell back to [`SyncDisk`].
-pub fn open(path: &Path, choice: DiskChoice) -> Result<(AnyDisk, Option<DiskOpenError>), DiskOpenError> {
+pub fn open(
+    path: &Path,
+    choice: DiskChoice,
+) -> Result<(AnyDisk, Option<DiskOpenError>), DiskOpenError> {
     match choice {
         DiskChoice::Sync => Ok((AnyDisk::Sync(SyncDisk::open(path)?), None)),
         DiskChoice::IoUring => Ok((AnyDisk::IoUring(IoUringDisk::open(path)?), None)),

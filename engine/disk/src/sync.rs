@@ -26,9 +26,17 @@ impl SyncDisk {
             .write(true)
             .custom_flags(libc::O_DSYNC)
             .open(path)
-            .map_err(|source| DiskOpenError::Io { action: "open", path: path.to_owned(), source })?;
+            .map_err(|source| DiskOpenError::Io {
+                action: "open",
+                path: path.to_owned(),
+                source,
+            })?;
         let size = data_file_size(&file, path)?;
-        Ok(SyncDisk { file, size, completed: VecDeque::new() })
+        Ok(SyncDisk {
+            file,
+            size,
+            completed: VecDeque::new(),
+        })
     }
 }
 
@@ -40,24 +48,49 @@ impl VirtualDisk for SyncDisk {
     fn submit_read(&mut self, offset: u64, mut buf: AlignedBuf, token: u64) {
         check_io(self.size, offset, buf.len());
         let len = buf.len();
-        let result = self.file.read_exact_at(buf.as_mut_slice(), offset).map_err(|error| {
-            DiskError::Read { offset, len, reason: error.to_string() }
+        let result = self
+            .file
+            .read_exact_at(buf.as_mut_slice(), offset)
+            .map_err(|error| DiskError::Read {
+                offset,
+                len,
+                reason: error.to_string(),
+            });
+        self.completed.push_back(Completion {
+            token,
+            kind: IoKind::Read,
+            result,
+            buf: Some(buf),
         });
-        self.completed.push_back(Completion { token, kind: IoKind::Read, result, buf: Some(buf) });
     }
 
     fn submit_write(&mut self, offset: u64, buf: AlignedBuf, token: u64) {
         check_io(self.size, offset, buf.len());
         let len = buf.len();
-        let result = self.file.write_all_at(buf.as_slice(), offset).map_err(|error| {
-            DiskError::Write { offset, len, reason: error.to_string() }
+        let result = self
+            .file
+            .write_all_at(buf.as_slice(), offset)
+            .map_err(|error| DiskError::Write {
+                offset,
+                len,
+                reason: error.to_string(),
+            });
+        self.completed.push_back(Completion {
+            token,
+            kind: IoKind::Write,
+            result,
+            buf: Some(buf),
         });
-        self.completed.push_back(Completion { token, kind: IoKind::Write, result, buf: Some(buf) });
     }
 
     fn submit_barrier(&mut self, token: u64) {
         // Every write was O_DSYNC: nothing submitted before this barrier is still volatile.
-        self.completed.push_back(Completion { token, kind: IoKind::Barrier, result: Ok(()), buf: None });
+        self.completed.push_back(Completion {
+            token,
+            kind: IoKind::Barrier,
+            result: Ok(()),
+            buf: None,
+        });
     }
 
     fn poll(&mut self, out: &mut Vec<Completion>) {

@@ -1,0 +1,14 @@
+//! Viewstamped Replication for one shard: the replica as a pure state machine, its messages,
+//! the client-session table and the prepare batch format.
+
+pub mod batch;
+pub mod message;
+pub mod replica;
+pub mod sessions;
+
+pub use message::{Body, Endpoint, Envelope, Message, Reply, ReplyError, Request, RequestKind};
+pub use replica::{
+    Action, Input, OPERATION_BATCH, PlantedBug, RecoverError, Recovered, Replica, ReplicaConfig,
+    ReplicaStats, Status, Timeouts,
+};
+pub use sessions::Sessions;

@@ -1,0 +1,1336 @@
+//! One replica of one shard's VSR group, as a pure state machine.
+//!
+//! [`Replica::step`] takes one [`Input`] and appends [`Action`]s for the host to carry out in
+//! order. The replica never waits for the disk: it asks for writes ([`Action::Append`],
+//! [`Action::PersistView`]) and learns of their durability later ([`Input::Durable`],
+//! [`Input::ViewDurable`]). Anything that depends on durable state (a `prepare_ok`, a
+//! `do_view_change`, a `start_view`) is sent only after that input arrives, so the control
+//! plane keeps running while a disk is slow. `docs/internals/vsr.md` describes the protocol.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use super::batch;
+use super::message::{Body, Endpoint, Envelope, Message, ReplyError, Request, RequestKind};
+use super::sessions::{Sessions, Verdict};
+use crate::app::{ApplyContext, ChrApplication};
+use crate::checksum::Checksum;
+use crate::constants::{
+    BATCH_REQUESTS_MAX, HEADER_SIZE, PIPELINE_MAX, REORDER_MAX, REPAIR_REQUESTS_MAX,
+    REQUEST_QUEUE_MAX, VIEW_HEADERS_MAX,
+};
+use crate::ids::{
+    ClientId, ClusterId, CommitIndex, Op, ReplicaIndex, RequestNumber, ShardId, Timestamp, View,
+};
+use crate::log::{EntryMeta, Header, HeaderState, Operation, Superblock};
+
+/// The operation of a prepare holding a batch of client requests.
+pub const OPERATION_BATCH: Operation = Operation(3);
+
+/// Bugs that can be switched on to prove the simulator catches them. Never set outside tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[doc(hidden)]
+pub enum PlantedBug {
+    /// The new primary picks the longest log instead of the highest log view.
+    LongestLog,
+    /// A backup acknowledges a prepare before it is durable.
+    PrepareOkBeforeDurable,
+    /// A backup executes with its own clock instead of the primary's timestamp.
+    BackupClockTimestamps,
+    /// The new primary keeps its own log and ignores the suffixes it received.
+    IgnoreViewChangeLogs,
+}
+
+/// Timeouts, in ticks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// The primary's commit heartbeat period.
+    pub heartbeat: u64,
+    /// A backup that hears nothing from its primary for this long starts a view change.
+    pub normal: u64,
+    /// A view change that has not completed after this long moves to the next view.
+    pub view_change: u64,
+    /// Period of retransmitting prepares, view-change messages and repair requests.
+    pub retransmit: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            heartbeat: 5,
+            normal: 50,
+            view_change: 60,
+            retransmit: 10,
+        }
+    }
+}
+
+/// A replica's fixed configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplicaConfig {
+    pub cluster: ClusterId,
+    pub shard: ShardId,
+    pub replica: ReplicaIndex,
+    pub replica_count: u8,
+    pub sessions_max: usize,
+    /// Largest prepare body: the journal's slot size less the header.
+    pub body_max: usize,
+    pub timeouts: Timeouts,
+    #[doc(hidden)]
+    pub bug: Option<PlantedBug>,
+}
+
+/// What happens to a replica.
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// Time passed; `now` is this replica's clock reading.
+    Tick {
+        now: Timestamp,
+    },
+    Message(Envelope),
+    /// The journal holds every op up to `op` durably; `checksum` names the op, so a report
+    /// about a log that has since been truncated is ignored.
+    Durable {
+        op: Op,
+        checksum: Checksum,
+    },
+    /// The superblock holds this view state durably.
+    ViewDurable {
+        view: View,
+        log_view: View,
+    },
+}
+
+/// What the host must do, in order.
+#[derive(Clone, Debug)]
+pub enum Action {
+    /// Append this entry to the journal (after the head) and flush it.
+    Append {
+        header: Header,
+        body: Body,
+    },
+    /// Erase every journal entry after `after`.
+    Truncate {
+        after: Op,
+    },
+    /// Write the view state to the superblock.
+    PersistView {
+        view: View,
+        log_view: View,
+        commit: CommitIndex,
+    },
+    Send {
+        to: Endpoint,
+        envelope: Envelope,
+    },
+    /// `op` was executed; the running state hash after it.
+    Executed {
+        op: Op,
+        state_hash: Checksum,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Normal,
+    ViewChange,
+}
+
+#[derive(Clone, Debug)]
+struct Prepare {
+    header: Header,
+    body: Body,
+}
+
+#[derive(Clone, Debug)]
+struct DoViewChange {
+    log_view: View,
+    op: Op,
+    commit: Op,
+    headers: Vec<Header>,
+}
+
+/// Counters for summaries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplicaStats {
+    pub dropped_foreign: u64,
+    pub dropped_corrupt: u64,
+    pub view_changes: u64,
+    pub ops_executed: u64,
+}
+
+/// Why a replica cannot start from its journal.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecoverError {
+    #[error(
+        "the journal no longer holds op 1 (it starts at op {op_min}): this replica's state can \
+         only be rebuilt by state transfer, which needs checkpoints"
+    )]
+    LogWrapped { op_min: Op },
+    #[error("the journal's op {op} is faulty; it must be repaired before the replica can start")]
+    Faulty { op: Op },
+}
+
+/// One replica of a shard.
+#[derive(Debug)]
+pub struct Replica<A: ChrApplication> {
+    config: ReplicaConfig,
+    app: A,
+    state: A::State,
+    status: Status,
+    view: View,
+    log_view: View,
+    view_durable: View,
+    log_view_durable: View,
+    /// The log, indexed by op. Op 0 is the root.
+    log: Vec<Prepare>,
+    commit_max: Op,
+    commit_min: Op,
+    durable: Op,
+    prepare_ok_sent: Option<Op>,
+    reorder: BTreeMap<Op, Prepare>,
+    /// Checksums the log must reach, learned from a view change: repairs are checked by them.
+    target: BTreeMap<Op, Checksum>,
+    acked: Vec<Op>,
+    requests: VecDeque<Request>,
+    requests_pending: BTreeSet<(ClientId, RequestNumber)>,
+    start_view_change_from: BTreeSet<u8>,
+    do_view_change_from: BTreeMap<u8, DoViewChange>,
+    /// The new primary has chosen its log and waits for it to be complete and durable.
+    view_log_chosen: bool,
+    tick: u64,
+    primary_contact_tick: u64,
+    view_change_tick: u64,
+    heartbeat_tick: u64,
+    retransmit_tick: u64,
+    clock: Timestamp,
+    sessions: Sessions,
+    state_hash: Checksum,
+    stats: ReplicaStats,
+}
+
+/// Everything recovered from a journal that the replica starts from.
+#[derive(Clone, Debug)]
+pub struct Recovered {
+    pub superblock: Superblock,
+    /// Every entry from op 0 to the head, in order.
+    pub entries: Vec<(Header, Vec<u8>)>,
+}
+
+impl<A: ChrApplication> Replica<A> {
+    /// A replica starting from a freshly formatted journal.
+    pub fn new(config: ReplicaConfig, app: A) -> Replica<A> {
+        let root = Header::root(config.cluster, config.shard);
+        let state = app.genesis();
+        let replica = Replica {
+            config,
+            app,
+            state,
+            status: Status::Normal,
+            view: View(0),
+            log_view: View(0),
+            view_durable: View(0),
+            log_view_durable: View(0),
+            log: vec![Prepare {
+                header: root,
+                body: Body::from(Vec::new()),
+            }],
+            commit_max: Op(0),
+            commit_min: Op(0),
+            durable: Op(0),
+            prepare_ok_sent: None,
+            reorder: BTreeMap::new(),
+            target: BTreeMap::new(),
+            acked: vec![Op(0); usize::from(config.replica_count)],
+            requests: VecDeque::new(),
+            requests_pending: BTreeSet::new(),
+            start_view_change_from: BTreeSet::new(),
+            do_view_change_from: BTreeMap::new(),
+            view_log_chosen: false,
+            tick: 0,
+            primary_contact_tick: 0,
+            view_change_tick: 0,
+            heartbeat_tick: 0,
+            retransmit_tick: 0,
+            clock: Timestamp(0),
+            sessions: Sessions::new(config.sessions_max),
+            state_hash: Checksum::ZERO,
+            stats: ReplicaStats::default(),
+        };
+        replica.check_invariants();
+        replica
+    }
+
+    /// A replica restarting from what its journal recovered. A replica that was primary of
+    /// its durable view starts a view change: its pipeline was lost with the process, and
+    /// reusing op numbers in the same view would fork the log.
+    pub fn recover(
+        config: ReplicaConfig,
+        app: A,
+        recovered: Recovered,
+        actions: &mut Vec<Action>,
+    ) -> Result<Replica<A>, RecoverError> {
+        let mut replica = Replica::new(config, app);
+        let superblock = recovered.superblock;
+        let mut entries = recovered.entries.into_iter();
+        match entries.next() {
+            Some((root, _)) if root.op == Op(0) => assert_eq!(root, replica.log[0].header),
+            Some((first, _)) => return Err(RecoverError::LogWrapped { op_min: first.op }),
+            None => return Err(RecoverError::LogWrapped { op_min: Op(0) }),
+        }
+        for (header, body) in entries {
+            assert_eq!(
+                header.op,
+                replica.op().next(),
+                "invariant: recovered entries are contiguous"
+            );
+            assert_eq!(
+                header.parent,
+                replica.head().checksum,
+                "invariant: recovered chain"
+            );
+            replica.log.push(Prepare {
+                header,
+                body: Body::from(body),
+            });
+        }
+        replica.view = superblock.view;
+        replica.log_view = superblock.log_view;
+        replica.view_durable = superblock.view;
+        replica.log_view_durable = superblock.log_view;
+        replica.durable = replica.op();
+        replica.commit_max = superblock.commit.0.unwrap_or(Op(0)).min(replica.op());
+        replica.execute_committed(actions);
+        if replica.log_view < replica.view {
+            replica.status = Status::ViewChange;
+        }
+        if replica.is_primary_of(replica.view) {
+            replica.start_view_change(replica.view.next(), actions);
+        }
+        replica.check_invariants();
+        Ok(replica)
+    }
+
+    #[must_use]
+    pub fn view(&self) -> View {
+        self.view
+    }
+
+    #[must_use]
+    pub fn log_view(&self) -> View {
+        self.log_view
+    }
+
+    #[must_use]
+    pub fn status(&self) -> Status {
+        self.status
+    }
+
+    #[must_use]
+    pub fn op(&self) -> Op {
+        self.head().op
+    }
+
+    #[must_use]
+    pub fn commit_max(&self) -> Op {
+        self.commit_max
+    }
+
+    #[must_use]
+    pub fn commit_min(&self) -> Op {
+        self.commit_min
+    }
+
+    #[must_use]
+    pub fn state_hash(&self) -> Checksum {
+        self.state_hash
+    }
+
+    #[must_use]
+    pub fn stats(&self) -> ReplicaStats {
+        self.stats
+    }
+
+    #[must_use]
+    pub fn state(&self) -> &A::State {
+        &self.state
+    }
+
+    #[must_use]
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    #[must_use]
+    pub fn config(&self) -> &ReplicaConfig {
+        &self.config
+    }
+
+    /// The header at `op`, if the log holds it.
+    #[must_use]
+    pub fn header(&self, op: Op) -> Option<&Header> {
+        self.log.get(op.0 as usize).map(|p| &p.header)
+    }
+
+    /// The body at `op`, if the log holds it.
+    #[must_use]
+    pub fn body(&self, op: Op) -> Option<&[u8]> {
+        self.log.get(op.0 as usize).map(|p| &p.body[..])
+    }
+
+    #[must_use]
+    pub fn is_primary(&self) -> bool {
+        self.status == Status::Normal && self.is_primary_of(self.view)
+    }
+
+    fn head(&self) -> &Header {
+        &self
+            .log
+            .last()
+            .expect("invariant: the log holds the root")
+            .header
+    }
+
+    fn quorum(&self) -> usize {
+        usize::from(self.config.replica_count) / 2 + 1
+    }
+
+    /// The primary of `view`: `(view + shard) mod replicas`, so that different shards' primaries
+    /// spread over the hosts.
+    #[must_use]
+    pub fn primary_of(&self, view: View) -> ReplicaIndex {
+        let count = u64::from(self.config.replica_count);
+        ReplicaIndex(((view.0 + u64::from(self.config.shard.0)) % count) as u8)
+    }
+
+    fn is_primary_of(&self, view: View) -> bool {
+        self.primary_of(view) == self.config.replica
+    }
+
+    /// Checks the replica's invariants; run after every step in tests and the simulator.
+    pub fn check_invariants(&self) {
+        assert!(
+            self.commit_min <= self.commit_max,
+            "commit_min {} > commit_max",
+            self.commit_min
+        );
+        assert!(self.commit_min <= self.op(), "executed beyond the log");
+        assert!(self.durable <= self.op(), "durable beyond the log");
+        assert!(self.log_view <= self.view, "log view ahead of view");
+        assert!(self.view_durable <= self.view && self.log_view_durable <= self.log_view);
+        for (i, prepare) in self.log.iter().enumerate() {
+            assert_eq!(
+                prepare.header.op,
+                Op(i as u64),
+                "log position {i} holds another op"
+            );
+        }
+        if let Some(last) = self.log.len().checked_sub(1).filter(|&n| n > 0) {
+            let (previous, current) = (&self.log[last - 1].header, &self.log[last].header);
+            assert_eq!(
+                current.parent, previous.checksum,
+                "chain broken at the head"
+            );
+            assert!(current.timestamp > previous.timestamp || previous.op == Op(0));
+        }
+        if self.status == Status::Normal && self.is_primary_of(self.view) {
+            assert_eq!(
+                self.log_view, self.view,
+                "a normal primary's log is of its view"
+            );
+        }
+    }
+
+    /// Handles one input.
+    pub fn step(&mut self, input: Input, actions: &mut Vec<Action>) {
+        match input {
+            Input::Tick { now } => self.on_tick(now, actions),
+            Input::Message(envelope) => self.on_envelope(envelope, actions),
+            Input::Durable { op, checksum } => self.on_durable(op, checksum, actions),
+            Input::ViewDurable { view, log_view } => self.on_view_durable(view, log_view, actions),
+        }
+    }
+
+    fn send(&self, to: Endpoint, message: Message, actions: &mut Vec<Action>) {
+        let from = Endpoint::Replica(self.config.replica);
+        let (cluster, shard) = (self.config.cluster, self.config.shard);
+        let envelope = Envelope::seal(cluster, shard, self.view, from, message);
+        actions.push(Action::Send { to, envelope });
+    }
+
+    fn send_to_replica(&self, to: u8, message: Message, actions: &mut Vec<Action>) {
+        self.send(Endpoint::Replica(ReplicaIndex(to)), message, actions);
+    }
+
+    fn broadcast(&self, message: &Message, actions: &mut Vec<Action>) {
+        for other in 0..self.config.replica_count {
+            if other != self.config.replica.0 {
+                self.send_to_replica(other, message.clone(), actions);
+            }
+        }
+    }
+
+    fn on_tick(&mut self, now: Timestamp, actions: &mut Vec<Action>) {
+        self.tick += 1;
+        self.clock = now;
+        let timeouts = self.config.timeouts;
+        let retransmit_due = self.tick - self.retransmit_tick >= timeouts.retransmit;
+        if retransmit_due {
+            self.retransmit_tick = self.tick;
+        }
+        match self.status {
+            Status::Normal if self.is_primary_of(self.view) => {
+                if self.tick - self.heartbeat_tick >= timeouts.heartbeat {
+                    self.heartbeat_tick = self.tick;
+                    let checksum = self.log[self.commit_max.0 as usize].header.checksum;
+                    self.broadcast(
+                        &Message::Commit {
+                            commit: self.commit_max,
+                            checksum,
+                        },
+                        actions,
+                    );
+                }
+                if retransmit_due {
+                    self.retransmit_prepares(actions);
+                }
+            }
+            Status::Normal => {
+                if self.tick - self.primary_contact_tick >= timeouts.normal {
+                    self.start_view_change(self.view.next(), actions);
+                } else if retransmit_due {
+                    self.repair(actions);
+                }
+            }
+            Status::ViewChange => {
+                if self.tick - self.view_change_tick >= timeouts.view_change {
+                    self.start_view_change(self.view.next(), actions);
+                } else if retransmit_due {
+                    self.retransmit_view_change(actions);
+                }
+            }
+        }
+    }
+
+    fn on_envelope(&mut self, envelope: Envelope, actions: &mut Vec<Action>) {
+        if envelope.cluster != self.config.cluster || envelope.shard != self.config.shard {
+            self.stats.dropped_foreign += 1;
+            return;
+        }
+        if !envelope.is_intact() {
+            self.stats.dropped_corrupt += 1;
+            return;
+        }
+        let view = envelope.view;
+        let replica_from = match envelope.from {
+            Endpoint::Replica(r) if r.0 < self.config.replica_count && r != self.config.replica => {
+                Some(r.0)
+            }
+            Endpoint::Replica(_) => {
+                self.stats.dropped_foreign += 1;
+                return;
+            }
+            Endpoint::Client(_) => None,
+        };
+        match (envelope.message, replica_from) {
+            (Message::Request(request), None) => self.on_request(request, actions),
+            (
+                Message::Prepare {
+                    header,
+                    body,
+                    commit,
+                },
+                Some(from),
+            ) => {
+                self.on_prepare(view, from, header, body, commit, actions);
+            }
+            (Message::PrepareOk { op, checksum }, Some(from)) => {
+                self.on_prepare_ok(view, from, op, checksum, actions);
+            }
+            (Message::Commit { commit, checksum }, Some(from)) => {
+                self.on_commit(view, from, commit, checksum, actions);
+            }
+            (Message::StartViewChange, Some(from)) => {
+                self.on_start_view_change(view, from, actions)
+            }
+            (
+                Message::DoViewChange {
+                    log_view,
+                    op,
+                    commit,
+                    headers,
+                },
+                Some(from),
+            ) => {
+                let dvc = DoViewChange {
+                    log_view,
+                    op,
+                    commit,
+                    headers,
+                };
+                self.on_do_view_change(view, from, dvc, actions);
+            }
+            (
+                Message::StartView {
+                    op,
+                    commit,
+                    headers,
+                },
+                Some(from),
+            ) => {
+                self.on_start_view(view, from, op, commit, &headers, actions);
+            }
+            (Message::RequestStartView, Some(from)) => {
+                self.on_request_start_view(view, from, actions)
+            }
+            (Message::RequestPrepare { op, checksum }, Some(from)) => {
+                self.on_request_prepare(from, op, checksum, actions);
+            }
+            _ => self.stats.dropped_foreign += 1,
+        }
+        self.check_invariants();
+    }
+
+    // ---- Client requests (primary) ----
+
+    fn on_request(&mut self, request: Request, actions: &mut Vec<Action>) {
+        let client = Endpoint::Client(request.client);
+        if !self.is_primary() {
+            if self.status == Status::Normal {
+                let result = Err(ReplyError::NotPrimary { view: self.view });
+                self.reply(client, &request, result, actions);
+            }
+            return;
+        }
+        let size = request.body.len() + batch::REQUEST_OVERHEAD + 4;
+        if size > self.config.body_max {
+            let result = Err(ReplyError::TooLarge {
+                size,
+                max: self.config.body_max,
+            });
+            self.reply(client, &request, result, actions);
+            return;
+        }
+        if request.kind == RequestKind::Command {
+            match self.sessions.verdict(request.client, request.request) {
+                Verdict::Duplicate(reply) => return self.reply(client, &request, reply, actions),
+                Verdict::Stale => return,
+                Verdict::NoSession => {
+                    return self.reply(client, &request, Err(ReplyError::NoSession), actions);
+                }
+                Verdict::Apply => {}
+            }
+        }
+        let key = (request.client, request.request);
+        if self.requests_pending.contains(&key) || self.requests.len() >= REQUEST_QUEUE_MAX {
+            return;
+        }
+        self.requests_pending.insert(key);
+        self.requests.push_back(request);
+        self.prepare_requests(actions);
+    }
+
+    fn reply(
+        &self,
+        to: Endpoint,
+        request: &Request,
+        result: Result<Vec<u8>, ReplyError>,
+        actions: &mut Vec<Action>,
+    ) {
+        let reply = super::message::Reply {
+            client: request.client,
+            request: request.request,
+            result,
+        };
+        self.send(to, Message::Reply(reply), actions);
+    }
+
+    /// Turns queued requests into prepares while the pipeline has room.
+    fn prepare_requests(&mut self, actions: &mut Vec<Action>) {
+        if !self.is_primary() || self.log_view_durable != self.view {
+            return;
+        }
+        while !self.requests.is_empty() && (self.op().0 - self.commit_max.0) < PIPELINE_MAX as u64 {
+            let mut batch = Vec::new();
+            let mut size = 4;
+            while let Some(request) = self.requests.front() {
+                let request_size = batch::REQUEST_OVERHEAD + request.body.len();
+                if batch.len() == BATCH_REQUESTS_MAX || size + request_size > self.config.body_max {
+                    break;
+                }
+                size += request_size;
+                batch.push(self.requests.pop_front().expect("invariant: front exists"));
+            }
+            let body = batch::encode(&batch);
+            self.prepare(body, actions);
+        }
+    }
+
+    fn prepare(&mut self, body: Vec<u8>, actions: &mut Vec<Action>) {
+        let head = *self.head();
+        // Strictly monotonic, and following this replica's clock when it is ahead.
+        let timestamp = Timestamp(self.clock.0.max(head.timestamp.0 + 1));
+        let meta = EntryMeta {
+            view: self.view,
+            timestamp,
+            operation: OPERATION_BATCH,
+            client: ClientId(0),
+            request: RequestNumber(0),
+        };
+        let (cluster, shard) = (self.config.cluster, self.config.shard);
+        let header = Header::new(&meta, head.op.next(), head.checksum, cluster, shard, &body);
+        let body = Body::from(body);
+        self.append(header, body.clone(), actions);
+        let message = Message::Prepare {
+            header,
+            body,
+            commit: self.commit_max,
+        };
+        self.broadcast(&message, actions);
+    }
+
+    fn append(&mut self, header: Header, body: Body, actions: &mut Vec<Action>) {
+        assert_eq!(header.op, self.op().next());
+        assert_eq!(header.parent, self.head().checksum);
+        self.log.push(Prepare {
+            header,
+            body: body.clone(),
+        });
+        self.target.remove(&header.op);
+        actions.push(Action::Append { header, body });
+        if self.config.bug == Some(PlantedBug::PrepareOkBeforeDurable)
+            && !self.is_primary_of(self.view)
+        {
+            self.durable = self.op();
+            self.send_prepare_ok(actions);
+        }
+    }
+
+    fn retransmit_prepares(&self, actions: &mut Vec<Action>) {
+        for replica in 0..self.config.replica_count {
+            if replica == self.config.replica.0 {
+                continue;
+            }
+            let acked = self.acked[usize::from(replica)];
+            let first = acked.max(self.commit_max).0 + 1;
+            let last = self.op().0.min(first + PIPELINE_MAX as u64 - 1);
+            for op in first..=last {
+                let prepare = &self.log[op as usize];
+                let message = Message::Prepare {
+                    header: prepare.header,
+                    body: prepare.body.clone(),
+                    commit: self.commit_max,
+                };
+                self.send_to_replica(replica, message, actions);
+            }
+        }
+    }
+
+    // ---- Normal operation (backup) ----
+
+    fn on_prepare(
+        &mut self,
+        view: View,
+        from: u8,
+        header: Header,
+        body: Body,
+        commit: Op,
+        actions: &mut Vec<Action>,
+    ) {
+        if !self.prepare_is_valid(&header, &body) {
+            self.stats.dropped_corrupt += 1;
+            return;
+        }
+        let from_primary = view == self.view
+            && self.status == Status::Normal
+            && ReplicaIndex(from) == self.primary_of(view)
+            && !self.is_primary_of(view);
+        if self.behind_primary(view, from) {
+            self.send_to_replica(from, Message::RequestStartView, actions);
+            return;
+        }
+        let expected = self.target.get(&header.op) == Some(&header.checksum);
+        if !from_primary && !expected {
+            return;
+        }
+        if from_primary {
+            self.primary_contact_tick = self.tick;
+            self.commit_max = self.commit_max.max(commit);
+        }
+        let op = header.op;
+        if op <= self.op() {
+            let ours = self.log[op.0 as usize].header.checksum;
+            if from_primary && ours == header.checksum && self.durable >= op {
+                self.prepare_ok_sent = None;
+                self.send_prepare_ok(actions);
+            }
+        } else if op > self.op().next() {
+            if self.reorder.len() < REORDER_MAX {
+                self.reorder.insert(op, Prepare { header, body });
+            }
+        } else if header.parent == self.head().checksum {
+            self.append(header, body, actions);
+            self.drain_reorder(actions);
+        }
+        self.execute_committed(actions);
+        if self.view_log_chosen {
+            self.maybe_finish_view_change(actions);
+        }
+    }
+
+    /// True if `from`, the primary of `view`, is in normal operation in a view this replica
+    /// has not installed: it must ask for the `start_view` it missed.
+    fn behind_primary(&self, view: View, from: u8) -> bool {
+        ReplicaIndex(from) == self.primary_of(view)
+            && !self.is_primary_of(view)
+            && (view > self.view || (view == self.view && self.status == Status::ViewChange))
+    }
+
+    fn drain_reorder(&mut self, actions: &mut Vec<Action>) {
+        let stale: Vec<Op> = self
+            .reorder
+            .range(..=self.op())
+            .map(|(op, _)| *op)
+            .collect();
+        for op in stale {
+            self.reorder.remove(&op);
+        }
+        while let Some(prepare) = self.reorder.remove(&self.op().next()) {
+            if prepare.header.parent != self.head().checksum {
+                self.reorder.clear();
+                break;
+            }
+            self.append(prepare.header, prepare.body, actions);
+        }
+    }
+
+    fn prepare_is_valid(&self, header: &Header, body: &[u8]) -> bool {
+        header.cluster == self.config.cluster
+            && header.shard == self.config.shard
+            && header.op > Op(0)
+            && header.size as usize == HEADER_SIZE + body.len()
+            && Checksum::of(body) == header.checksum_body
+            && Header::decode(&header.encode()) == HeaderState::Valid(*header)
+    }
+
+    fn on_durable(&mut self, op: Op, checksum: Checksum, actions: &mut Vec<Action>) {
+        let matches = self.header(op).is_some_and(|h| h.checksum == checksum);
+        if !matches || op <= self.durable {
+            return;
+        }
+        self.durable = op;
+        if self.is_primary() {
+            self.acked[usize::from(self.config.replica.0)] = op;
+            self.advance_commit(actions);
+        } else if self.status == Status::Normal {
+            self.send_prepare_ok(actions);
+        }
+        if self.view_log_chosen {
+            self.maybe_finish_view_change(actions);
+        }
+        self.check_invariants();
+    }
+
+    fn send_prepare_ok(&mut self, actions: &mut Vec<Action>) {
+        if self.status != Status::Normal || self.log_view_durable != self.view {
+            return;
+        }
+        if self.is_primary_of(self.view) || self.prepare_ok_sent == Some(self.durable) {
+            return;
+        }
+        self.prepare_ok_sent = Some(self.durable);
+        let checksum = self.log[self.durable.0 as usize].header.checksum;
+        let primary = self.primary_of(self.view).0;
+        self.send_to_replica(
+            primary,
+            Message::PrepareOk {
+                op: self.durable,
+                checksum,
+            },
+            actions,
+        );
+    }
+
+    fn on_prepare_ok(
+        &mut self,
+        view: View,
+        from: u8,
+        op: Op,
+        checksum: Checksum,
+        actions: &mut Vec<Action>,
+    ) {
+        if view != self.view || !self.is_primary() {
+            return;
+        }
+        if self.header(op).is_some_and(|h| h.checksum == checksum) {
+            let acked = &mut self.acked[usize::from(from)];
+            *acked = (*acked).max(op);
+            self.advance_commit(actions);
+        }
+    }
+
+    fn advance_commit(&mut self, actions: &mut Vec<Action>) {
+        let mut acked = self.acked.clone();
+        acked.sort_unstable_by(|a, b| b.cmp(a));
+        let quorum_op = acked[self.quorum() - 1];
+        if quorum_op > self.commit_max {
+            self.commit_max = quorum_op;
+            self.execute_committed(actions);
+            self.prepare_requests(actions);
+        }
+    }
+
+    fn on_commit(
+        &mut self,
+        view: View,
+        from: u8,
+        commit: Op,
+        checksum: Checksum,
+        actions: &mut Vec<Action>,
+    ) {
+        if self.behind_primary(view, from) {
+            self.send_to_replica(from, Message::RequestStartView, actions);
+            return;
+        }
+        let from_primary = view == self.view
+            && self.status == Status::Normal
+            && ReplicaIndex(from) == self.primary_of(view);
+        if !from_primary {
+            return;
+        }
+        self.primary_contact_tick = self.tick;
+        if self.header(commit).is_none_or(|h| h.checksum == checksum) {
+            self.commit_max = self.commit_max.max(commit);
+        }
+        self.execute_committed(actions);
+    }
+
+    /// Asks for what the log is missing: ops a view change named, ops known committed, and
+    /// gaps before out-of-order prepares.
+    fn repair(&mut self, actions: &mut Vec<Action>) {
+        let wanted_end = [
+            self.target.keys().next_back().copied(),
+            Some(self.commit_max),
+            self.reorder.keys().next().map(|op| Op(op.0 - 1)),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(Op(0));
+        let first = self.op().0 + 1;
+        let last = wanted_end.0.min(self.op().0 + REPAIR_REQUESTS_MAX as u64);
+        for op in first..=last {
+            let op = Op(op);
+            let checksum = self.target.get(&op).copied();
+            let message = Message::RequestPrepare { op, checksum };
+            match self.status {
+                Status::Normal => {
+                    self.send_to_replica(self.primary_of(self.view).0, message, actions)
+                }
+                Status::ViewChange => self.broadcast(&message, actions),
+            }
+        }
+    }
+
+    fn on_request_prepare(
+        &mut self,
+        from: u8,
+        op: Op,
+        checksum: Option<Checksum>,
+        actions: &mut Vec<Action>,
+    ) {
+        let Some(prepare) = self.log.get(op.0 as usize) else {
+            return;
+        };
+        if checksum.is_some_and(|c| c != prepare.header.checksum) {
+            return;
+        }
+        // Without a checksum the requester trusts the chain, which only this view's primary
+        // may extend.
+        if checksum.is_none() && !self.is_primary() {
+            return;
+        }
+        let message = Message::Prepare {
+            header: prepare.header,
+            body: prepare.body.clone(),
+            commit: self.commit_max,
+        };
+        self.send_to_replica(from, message, actions);
+    }
+
+    // ---- Execution ----
+
+    fn execute_committed(&mut self, actions: &mut Vec<Action>) {
+        while self.commit_min < self.commit_max.min(self.op()) {
+            self.execute(self.commit_min.next(), actions);
+        }
+    }
+
+    fn execute(&mut self, op: Op, actions: &mut Vec<Action>) {
+        let prepare = self.log[op.0 as usize].clone();
+        let header = prepare.header;
+        let timestamp = match self.config.bug {
+            Some(PlantedBug::BackupClockTimestamps) if !self.is_primary() => self.clock,
+            _ => header.timestamp,
+        };
+        let context = ApplyContext {
+            shard: self.config.shard,
+            op,
+            view: header.view,
+            timestamp,
+            seed: ApplyContext::seed_for(header.parent, op),
+        };
+        let requests = batch::decode(&prepare.body).unwrap_or_else(|| {
+            panic!("op {op}: a committed prepare's batch does not decode (checksummed, so a bug)")
+        });
+        let mut hash_input = Vec::with_capacity(64);
+        hash_input.extend_from_slice(&self.state_hash.to_le_bytes());
+        hash_input.extend_from_slice(&header.checksum.to_le_bytes());
+        hash_input.extend_from_slice(&timestamp.0.to_le_bytes());
+        for request in &requests {
+            let result = self.execute_request(request, op, &context);
+            if let Ok(reply) = &result {
+                hash_input.extend_from_slice(reply);
+            }
+            self.requests_pending
+                .remove(&(request.client, request.request));
+            if self.is_primary() {
+                self.reply(Endpoint::Client(request.client), request, result, actions);
+            }
+        }
+        self.state_hash = Checksum::of(&hash_input);
+        self.commit_min = op;
+        self.stats.ops_executed += 1;
+        actions.push(Action::Executed {
+            op,
+            state_hash: self.state_hash,
+        });
+    }
+
+    fn execute_request(
+        &mut self,
+        request: &Request,
+        op: Op,
+        context: &ApplyContext,
+    ) -> Result<Vec<u8>, ReplyError> {
+        if request.kind == RequestKind::Register {
+            self.sessions.register(request.client, op);
+            return Ok(Vec::new());
+        }
+        match self.sessions.verdict(request.client, request.request) {
+            Verdict::Duplicate(reply) => reply,
+            Verdict::Stale => Err(ReplyError::Rejected("stale request".to_owned())),
+            Verdict::NoSession => Err(ReplyError::NoSession),
+            Verdict::Apply => {
+                let result = match self.app.apply(&self.state, &request.body, context) {
+                    Ok(applied) => {
+                        self.state = applied.state;
+                        Ok(applied.reply)
+                    }
+                    Err(error) => Err(ReplyError::Rejected(error.to_string())),
+                };
+                self.sessions
+                    .record(request.client, request.request, result.clone(), op);
+                result
+            }
+        }
+    }
+
+    // ---- View change ----
+
+    fn start_view_change(&mut self, view: View, actions: &mut Vec<Action>) {
+        assert!(view > self.view);
+        self.view = view;
+        self.status = Status::ViewChange;
+        self.view_change_tick = self.tick;
+        self.start_view_change_from = BTreeSet::from([self.config.replica.0]);
+        self.do_view_change_from.clear();
+        self.view_log_chosen = false;
+        self.requests.clear();
+        self.requests_pending.clear();
+        self.reorder.clear();
+        self.target.clear();
+        self.prepare_ok_sent = None;
+        self.stats.view_changes += 1;
+        let commit = CommitIndex(Some(self.commit_max));
+        actions.push(Action::PersistView {
+            view,
+            log_view: self.log_view,
+            commit,
+        });
+        self.broadcast(&Message::StartViewChange, actions);
+    }
+
+    fn retransmit_view_change(&mut self, actions: &mut Vec<Action>) {
+        self.broadcast(&Message::StartViewChange, actions);
+        self.send_do_view_change(actions);
+        if self.view_log_chosen {
+            self.repair(actions);
+        }
+    }
+
+    fn on_start_view_change(&mut self, view: View, from: u8, actions: &mut Vec<Action>) {
+        if view > self.view {
+            self.start_view_change(view, actions);
+        }
+        if view == self.view && self.status == Status::ViewChange {
+            self.start_view_change_from.insert(from);
+            self.send_do_view_change(actions);
+        }
+    }
+
+    /// The newest headers of the log, for view-change messages.
+    fn suffix_headers(&self) -> Vec<Header> {
+        let first = self.log.len().saturating_sub(VIEW_HEADERS_MAX).max(1);
+        self.log[first..].iter().map(|p| p.header).collect()
+    }
+
+    fn send_do_view_change(&mut self, actions: &mut Vec<Action>) {
+        let ready = self.status == Status::ViewChange
+            && self.start_view_change_from.len() >= self.quorum()
+            && self.view_durable == self.view;
+        if !ready {
+            return;
+        }
+        let dvc = DoViewChange {
+            log_view: self.log_view,
+            op: self.op(),
+            commit: self.commit_max,
+            headers: self.suffix_headers(),
+        };
+        let primary = self.primary_of(self.view).0;
+        if primary == self.config.replica.0 {
+            self.record_do_view_change(primary, dvc, actions);
+        } else {
+            let message = Message::DoViewChange {
+                log_view: dvc.log_view,
+                op: dvc.op,
+                commit: dvc.commit,
+                headers: dvc.headers,
+            };
+            self.send_to_replica(primary, message, actions);
+        }
+    }
+
+    fn on_do_view_change(
+        &mut self,
+        view: View,
+        from: u8,
+        dvc: DoViewChange,
+        actions: &mut Vec<Action>,
+    ) {
+        if view > self.view {
+            self.start_view_change(view, actions);
+        }
+        if view != self.view || !self.is_primary_of(view) {
+            return;
+        }
+        match self.status {
+            Status::ViewChange => self.record_do_view_change(from, dvc, actions),
+            Status::Normal => self.send_start_view(from, actions),
+        }
+    }
+
+    fn record_do_view_change(&mut self, from: u8, dvc: DoViewChange, actions: &mut Vec<Action>) {
+        self.do_view_change_from.insert(from, dvc);
+        if !self.view_log_chosen && self.do_view_change_from.len() >= self.quorum() {
+            self.choose_view_log(actions);
+        }
+    }
+
+    /// The new primary picks the log of the view: the highest log view, then the highest op.
+    /// Never the longest log alone: a long log from an old view may hold ops that a later view
+    /// replaced.
+    fn choose_view_log(&mut self, actions: &mut Vec<Action>) {
+        let commit = self
+            .do_view_change_from
+            .values()
+            .map(|d| d.commit)
+            .max()
+            .unwrap_or(Op(0));
+        let best = match self.config.bug {
+            Some(PlantedBug::LongestLog) => self.do_view_change_from.values().max_by_key(|d| d.op),
+            _ => self
+                .do_view_change_from
+                .values()
+                .max_by_key(|d| (d.log_view, d.op)),
+        }
+        .expect("invariant: a quorum of do_view_change")
+        .clone();
+        if self.config.bug == Some(PlantedBug::IgnoreViewChangeLogs) {
+            self.view_log_chosen = true;
+            self.commit_max = self.commit_max.max(commit).min(self.op());
+            self.maybe_finish_view_change(actions);
+            return;
+        }
+        // The quorum's commit point is trusted only once this log is a prefix of the chosen
+        // one: before that, ops below it here may be a divergent suffix of an older view.
+        if self.adopt_log(&best.headers, best.op, actions) {
+            self.commit_max = self.commit_max.max(commit);
+            self.view_log_chosen = true;
+            self.repair(actions);
+            self.maybe_finish_view_change(actions);
+        }
+    }
+
+    /// Makes this replica's log a prefix of the log ending at `op` whose newest headers are
+    /// `headers`: truncates what diverges and records the checksums still to be repaired.
+    /// Returns false if the headers do not connect to this log (it is too far behind).
+    fn adopt_log(&mut self, headers: &[Header], op: Op, actions: &mut Vec<Action>) -> bool {
+        let Some(first) = headers.first() else {
+            // The chosen log is just the root.
+            self.truncate_to(Op(0).max(self.commit_min), actions);
+            return true;
+        };
+        let anchor = Op(first.op.0 - 1);
+        let connected = self
+            .header(anchor)
+            .is_some_and(|h| h.checksum == first.parent);
+        if !connected {
+            return false;
+        }
+        let mut keep = anchor;
+        for header in headers {
+            match self.header(header.op) {
+                Some(ours) if ours.checksum == header.checksum => keep = header.op,
+                _ => break,
+            }
+        }
+        assert!(
+            keep >= self.commit_min,
+            "a view change would truncate executed op {}",
+            self.commit_min
+        );
+        self.truncate_to(keep, actions);
+        self.target = headers
+            .iter()
+            .filter(|h| h.op > keep && h.op <= op)
+            .map(|h| (h.op, h.checksum))
+            .collect();
+        true
+    }
+
+    fn truncate_to(&mut self, op: Op, actions: &mut Vec<Action>) {
+        if op >= self.op() {
+            return;
+        }
+        assert!(op >= self.commit_min, "truncating executed ops");
+        self.log.truncate(op.0 as usize + 1);
+        self.durable = self.durable.min(op);
+        self.reorder.clear();
+        actions.push(Action::Truncate { after: op });
+    }
+
+    fn maybe_finish_view_change(&mut self, actions: &mut Vec<Action>) {
+        if self.status != Status::ViewChange || !self.target.is_empty() {
+            return;
+        }
+        if self.log_view != self.view {
+            self.log_view = self.view;
+            let commit = CommitIndex(Some(self.commit_max.min(self.op())));
+            actions.push(Action::PersistView {
+                view: self.view,
+                log_view: self.view,
+                commit,
+            });
+        }
+    }
+
+    fn on_view_durable(&mut self, view: View, log_view: View, actions: &mut Vec<Action>) {
+        if view > self.view_durable && view <= self.view {
+            self.view_durable = view;
+        }
+        if log_view > self.log_view_durable && log_view <= self.log_view {
+            self.log_view_durable = log_view;
+        }
+        match self.status {
+            Status::ViewChange if self.is_primary_of(self.view) && self.view_log_chosen => {
+                if self.log_view_durable == self.view {
+                    self.become_primary(actions);
+                }
+            }
+            Status::ViewChange => self.send_do_view_change(actions),
+            Status::Normal => {
+                self.send_prepare_ok(actions);
+                self.prepare_requests(actions);
+            }
+        }
+        self.check_invariants();
+    }
+
+    fn become_primary(&mut self, actions: &mut Vec<Action>) {
+        assert_eq!(self.log_view, self.view);
+        self.status = Status::Normal;
+        self.view_log_chosen = false;
+        self.do_view_change_from.clear();
+        self.acked = vec![Op(0); usize::from(self.config.replica_count)];
+        self.acked[usize::from(self.config.replica.0)] = self.durable;
+        self.commit_max = self.commit_max.min(self.op());
+        for replica in 0..self.config.replica_count {
+            if replica != self.config.replica.0 {
+                self.send_start_view(replica, actions);
+            }
+        }
+        self.heartbeat_tick = self.tick;
+        self.advance_commit(actions);
+        self.execute_committed(actions);
+    }
+
+    fn send_start_view(&self, to: u8, actions: &mut Vec<Action>) {
+        let message = Message::StartView {
+            op: self.op(),
+            commit: self.commit_max,
+            headers: self.suffix_headers(),
+        };
+        self.send_to_replica(to, message, actions);
+    }
+
+    fn on_request_start_view(&mut self, view: View, from: u8, actions: &mut Vec<Action>) {
+        if view <= self.view && self.is_primary() {
+            self.send_start_view(from, actions);
+        }
+    }
+
+    fn on_start_view(
+        &mut self,
+        view: View,
+        from: u8,
+        op: Op,
+        commit: Op,
+        headers: &[Header],
+        actions: &mut Vec<Action>,
+    ) {
+        let newer = view > self.view || (view == self.view && self.status == Status::ViewChange);
+        if !newer || ReplicaIndex(from) != self.primary_of(view) {
+            return;
+        }
+        if !self.adopt_log(headers, op, actions) {
+            // Too far behind to connect: keep the committed prefix, which every view's log
+            // shares, and repair forward from the primary.
+            self.truncate_to(self.commit_max.min(self.op()).max(self.commit_min), actions);
+            self.target.clear();
+        }
+        self.view = view;
+        self.log_view = view;
+        self.status = Status::Normal;
+        self.view_log_chosen = false;
+        self.primary_contact_tick = self.tick;
+        self.prepare_ok_sent = None;
+        self.commit_max = self.commit_max.max(commit);
+        let durable_commit = CommitIndex(Some(self.commit_max.min(self.op())));
+        actions.push(Action::PersistView {
+            view,
+            log_view: view,
+            commit: durable_commit,
+        });
+        self.repair(actions);
+        self.execute_committed(actions);
+    }
+}
+
+impl View {
+    #[must_use]
+    pub fn next(self) -> View {
+        View(self.0 + 1)
+    }
+}
