@@ -551,7 +551,7 @@ impl<A: ChrApplication> Replica<A> {
                 self.on_commit(view, from, commit, checksum, actions);
             }
             (Message::StartViewChange, Some(from)) => {
-                self.on_start_view_change(view, from, actions)
+                self.on_start_view_change(view, from, actions);
             }
             (
                 Message::DoViewChange {
@@ -581,7 +581,7 @@ impl<A: ChrApplication> Replica<A> {
                 self.on_start_view(view, from, op, commit, &headers, actions);
             }
             (Message::RequestStartView, Some(from)) => {
-                self.on_request_start_view(view, from, actions)
+                self.on_request_start_view(view, from, actions);
             }
             (Message::RequestPrepare { op, checksum }, Some(from)) => {
                 self.on_request_prepare(from, op, checksum, actions);
@@ -925,7 +925,7 @@ impl<A: ChrApplication> Replica<A> {
             let message = Message::RequestPrepare { op, checksum };
             match self.status {
                 Status::Normal => {
-                    self.send_to_replica(self.primary_of(self.view).0, message, actions)
+                    self.send_to_replica(self.primary_of(self.view).0, message, actions);
                 }
                 Status::ViewChange => self.broadcast(&message, actions),
             }
