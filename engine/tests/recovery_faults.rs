@@ -321,3 +321,37 @@ fn random_crashes_never_lose_acknowledged_entries() {
         }
     }
 }
+
+// Regression: acknowledged ops stay protected when unacknowledged entries sit past the
+// acknowledgement point. The at-risk zone at the start of the ring is measured from the
+// newest vouched op, not the newest op on disk; measured from the latter, one flipped byte in
+// an acknowledged op once dropped several acknowledged ops silently.
+#[test]
+fn unacknowledged_tail_does_not_widen_the_overwritten_zone() {
+    let victim = ACKED - 1;
+    let mut journal = acked_journal(6);
+    for op in ACKED + 1..=ACKED + layout().in_flight_max() {
+        journal
+            .append(&test_meta(op), &test_body(op))
+            .expect("append");
+    }
+    // Let the entries land without a round writing their header copies.
+    let mut disk = journal.into_disk();
+    disk.crash(CrashMode::PersistAll);
+    disk.flip_bit(entry_offset(victim) + 300, 4);
+    let (_, report) = reopen(disk);
+    assert_eq!(faulty_ops(&report), vec![Op(victim)]);
+    assert_eq!(report.analysis.dropped_prefix, None);
+    assert!(!report.is_clean());
+}
+
+// A file too small to hold the superblock is refused with an error, not a panic.
+#[test]
+fn tiny_file_is_an_error() {
+    let mut disk = SimDisk::new(4096, 0);
+    let error = Journal::inspect(&mut disk).expect_err("too small");
+    assert!(
+        matches!(error, JournalError::DiskTooSmall { .. }),
+        "{error}"
+    );
+}

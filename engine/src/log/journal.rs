@@ -259,6 +259,15 @@ impl<D: VirtualDisk> Journal<D> {
         scan(disk)
     }
 
+    /// Waits for the I/O in flight, then reads the whole log back from disk and analyses it
+    /// as recovery would, without changing anything. Blocking.
+    pub fn verify(&mut self) -> Result<RecoveryReport, JournalError> {
+        while self.round.is_some() || self.superblock_pending() || !self.is_idle() {
+            self.wait()?;
+        }
+        scan(&mut self.disk)
+    }
+
     fn from_report(disk: D, report: &RecoveryReport) -> Result<Journal<D>, JournalError> {
         let layout = Layout::new(report.superblock.config);
         let analysis = &report.analysis;
@@ -379,6 +388,15 @@ impl<D: VirtualDisk> Journal<D> {
     #[must_use]
     pub fn in_flight_max(&self) -> u64 {
         self.layout.in_flight_max()
+    }
+
+    /// The header of `op`, if the ring holds it (intact or faulty).
+    #[must_use]
+    pub fn header(&self, op: Op) -> Option<Header> {
+        if op < self.op_min || op > self.head.op {
+            return None;
+        }
+        self.headers[self.layout.slot_of(op)].filter(|h| h.op == op)
     }
 
     #[must_use]
@@ -849,6 +867,11 @@ fn read_regions<D: VirtualDisk>(disk: &mut D, regions: &[(u64, usize)]) -> Vec<O
         while disk.in_flight() > 0 {
             disk.wait(&mut out);
             for completion in out.drain(..) {
+                assert_eq!(
+                    token_kind(completion.token),
+                    TOKEN_READ,
+                    "scan needs an idle disk"
+                );
                 let index = token_value(completion.token) as usize;
                 if completion.result.is_ok() {
                     results[index] = completion.buf;
@@ -861,6 +884,13 @@ fn read_regions<D: VirtualDisk>(disk: &mut D, regions: &[(u64, usize)]) -> Vec<O
 
 /// Reads the superblock, header zone and every slot, and runs the decision table.
 fn scan<D: VirtualDisk>(disk: &mut D) -> Result<RecoveryReport, JournalError> {
+    let superblock_zone = (SUPERBLOCK_COPIES * SECTOR_SIZE) as u64;
+    if disk.size() < superblock_zone {
+        return Err(JournalError::DiskTooSmall {
+            needed: superblock_zone,
+            actual: disk.size(),
+        });
+    }
     let superblock_regions: Vec<(u64, usize)> = (0..SUPERBLOCK_COPIES)
         .map(|copy| (Layout::superblock_offset(copy), SECTOR_SIZE))
         .collect();

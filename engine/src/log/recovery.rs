@@ -488,18 +488,24 @@ pub fn analyze(layout: &Layout, findings: &[SlotFinding]) -> Analysis {
         })
         .filter(|f| f.op.is_none_or(|op| op >= op_min && op <= head))
         .collect();
-    drop_overwritten_prefix(layout, &mut analysis, op_max);
+    if let Some(vouched_max) = vouched_max {
+        drop_overwritten_prefix(layout, &mut analysis, vouched_max);
+    }
     analysis
 }
 
-/// Unacknowledged writes in flight at the crash may have overwritten, and torn, the oldest
-/// `in_flight_max` ops of the ring: their slots were being reused. Damage there is expected, not
-/// corruption, and the journal never promises those ops (callers checkpoint before relying on
-/// them). So a faulty op in that zone moves the start of the log past it instead of being
-/// reported for repair.
-fn drop_overwritten_prefix(layout: &Layout, analysis: &mut Analysis, op_max: Op) {
+/// Unacknowledged writes in flight at the crash may have overwritten, and torn, the oldest ops
+/// of the ring: their slots were being reused. The journal appends at most `in_flight_max`
+/// ops beyond the acknowledgement point, which is at most `vouched_max` (an acknowledged op has
+/// a durable header copy), so only ops up to `vouched_max + in_flight_max - slot_count` are at
+/// risk. Damage there is expected, not corruption, and the journal never promises those ops
+/// (callers checkpoint before relying on them). So a faulty op in that zone moves the start of
+/// the log past it instead of being reported for repair. The bound must not use the highest
+/// op on disk: unacknowledged entries past the acknowledgement point would widen the zone over
+/// acknowledged ops.
+fn drop_overwritten_prefix(layout: &Layout, analysis: &mut Analysis, vouched_max: Op) {
     let slot_count = u64::from(layout.config.slot_count);
-    let Some(risk_end) = (op_max.0 + layout.in_flight_max()).checked_sub(slot_count) else {
+    let Some(risk_end) = (vouched_max.0 + layout.in_flight_max()).checked_sub(slot_count) else {
         return;
     };
     let damaged = analysis

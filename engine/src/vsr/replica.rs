@@ -75,6 +75,9 @@ pub struct ReplicaConfig {
     /// Largest prepare body: the journal's slot size less the header.
     pub body_max: usize,
     pub timeouts: Timeouts,
+    /// Emit [`Action::Applied`] for every request applied (for the simulator's exactly-once
+    /// checker; off in production).
+    pub record_applied: bool,
     #[doc(hidden)]
     pub bug: Option<PlantedBug>,
 }
@@ -126,6 +129,12 @@ pub enum Action {
     Executed {
         op: Op,
         state_hash: Checksum,
+    },
+    /// A client request was applied to the application (only with `record_applied`).
+    Applied {
+        client: ClientId,
+        request: RequestNumber,
+        op: Op,
     },
 }
 
@@ -198,6 +207,8 @@ pub struct Replica<A: ChrApplication> {
     do_view_change_from: BTreeMap<u8, DoViewChange>,
     /// The new primary has chosen its log and waits for it to be complete and durable.
     view_log_chosen: bool,
+    /// A backup installing a view's log must reach this op before its log view advances.
+    view_log_end: Option<Op>,
     tick: u64,
     primary_contact_tick: u64,
     view_change_tick: u64,
@@ -207,6 +218,8 @@ pub struct Replica<A: ChrApplication> {
     sessions: Sessions,
     state_hash: Checksum,
     stats: ReplicaStats,
+    /// `Action::Applied` records waiting to be moved into the caller's actions.
+    applied: Vec<Action>,
 }
 
 /// Everything recovered from a journal that the replica starts from.
@@ -247,6 +260,7 @@ impl<A: ChrApplication> Replica<A> {
             start_view_change_from: BTreeSet::new(),
             do_view_change_from: BTreeMap::new(),
             view_log_chosen: false,
+            view_log_end: None,
             tick: 0,
             primary_contact_tick: 0,
             view_change_tick: 0,
@@ -256,6 +270,7 @@ impl<A: ChrApplication> Replica<A> {
             sessions: Sessions::new(config.sessions_max),
             state_hash: Checksum::ZERO,
             stats: ReplicaStats::default(),
+            applied: Vec::new(),
         };
         replica.check_invariants();
         replica
@@ -773,6 +788,7 @@ impl<A: ChrApplication> Replica<A> {
             self.drain_reorder(actions);
         }
         self.execute_committed(actions);
+        self.complete_view_log(actions);
         if self.view_log_chosen {
             self.maybe_finish_view_change(actions);
         }
@@ -999,6 +1015,7 @@ impl<A: ChrApplication> Replica<A> {
             }
         }
         self.state_hash = Checksum::of(&hash_input);
+        actions.append(&mut self.applied);
         self.commit_min = op;
         self.stats.ops_executed += 1;
         actions.push(Action::Executed {
@@ -1022,6 +1039,14 @@ impl<A: ChrApplication> Replica<A> {
             Verdict::Stale => Err(ReplyError::Rejected("stale request".to_owned())),
             Verdict::NoSession => Err(ReplyError::NoSession),
             Verdict::Apply => {
+                if self.config.record_applied {
+                    let (client, number) = (request.client, request.request);
+                    self.applied.push(Action::Applied {
+                        client,
+                        request: number,
+                        op,
+                    });
+                }
                 let result = match self.app.apply(&self.state, &request.body, context) {
                     Ok(applied) => {
                         self.state = applied.state;
@@ -1046,6 +1071,7 @@ impl<A: ChrApplication> Replica<A> {
         self.start_view_change_from = BTreeSet::from([self.config.replica.0]);
         self.do_view_change_from.clear();
         self.view_log_chosen = false;
+        self.view_log_end = None;
         self.requests.clear();
         self.requests_pending.clear();
         self.reorder.clear();
@@ -1236,6 +1262,26 @@ impl<A: ChrApplication> Replica<A> {
         }
     }
 
+    /// A backup whose log now holds the whole log of its view advances its log view.
+    fn complete_view_log(&mut self, actions: &mut Vec<Action>) {
+        let Some(end) = self.view_log_end else {
+            return;
+        };
+        if self.status != Status::Normal || self.op() < end || !self.target.is_empty() {
+            return;
+        }
+        self.view_log_end = None;
+        if self.log_view != self.view {
+            self.log_view = self.view;
+            let commit = CommitIndex(Some(self.commit_max.min(self.op())));
+            actions.push(Action::PersistView {
+                view: self.view,
+                log_view: self.view,
+                commit,
+            });
+        }
+    }
+
     fn on_view_durable(&mut self, view: View, log_view: View, actions: &mut Vec<Action>) {
         if view > self.view_durable && view <= self.view {
             self.view_durable = view;
@@ -1311,18 +1357,21 @@ impl<A: ChrApplication> Replica<A> {
             self.target.clear();
         }
         self.view = view;
-        self.log_view = view;
         self.status = Status::Normal;
         self.view_log_chosen = false;
         self.primary_contact_tick = self.tick;
         self.prepare_ok_sent = None;
         self.commit_max = self.commit_max.max(commit);
+        self.view_log_end = Some(op);
+        // The view is durable at once; the log view only once the log holds the whole view
+        // log: a log view on disk vouches that the log beside it is complete for that view.
         let durable_commit = CommitIndex(Some(self.commit_max.min(self.op())));
         actions.push(Action::PersistView {
             view,
-            log_view: view,
+            log_view: self.log_view,
             commit: durable_commit,
         });
+        self.complete_view_log(actions);
         self.repair(actions);
         self.execute_committed(actions);
     }

@@ -1,0 +1,77 @@
+//! `chronon`: the command that formats, inspects and (later) runs Chronon replicas.
+//!
+//! Output for people goes to stdout; logs go to stderr through `tracing` (`--log-level`), and
+//! each error is one line on stderr saying what is wrong and what to do.
+
+mod data_dir;
+mod disk;
+mod format;
+mod inspect;
+mod inspect_report;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "chronon",
+    version,
+    about = "Chronon: a replicated storage engine"
+)]
+struct Cli {
+    /// Log level on stderr: error, warn, info, debug, trace, or a tracing filter directive.
+    #[arg(long, global = true, value_name = "LEVEL", default_value = "info")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a replica's data directory: one preallocated data file per shard.
+    Format(format::FormatArgs),
+    /// Verify every shard file of a data directory, read-only, and report what recovery
+    /// would find and do. Exits non-zero on any corruption.
+    Inspect(inspect::InspectArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(error) = init_logging(&cli.log_level) {
+        eprintln!("error: {error:#}");
+        return ExitCode::from(2);
+    }
+    let result = match &cli.command {
+        Command::Format(args) => format::run(args),
+        Command::Inspect(args) => inspect::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // Commands join several problems with newlines; each becomes its own error line.
+            for line in format!("{error:#}").lines() {
+                eprintln!("error: {line}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(level: &str) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(level).map_err(|error| {
+        anyhow::anyhow!(
+            "--log-level {level:?} is not a level or filter ({error}): use error, warn, info, \
+             debug or trace"
+        )
+    })?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+    Ok(())
+}
