@@ -1,0 +1,17 @@
+//! The simulator's checkers, one file per property. Each records what it needs while the run
+//! goes and reports a violation as a sentence naming the shard, replica and op.
+//!
+//! - `linearizability` (in `crate::linearizability`): the client history is linearizable per
+//!   key (Herlihy & Wing 1990).
+//! - [`acknowledged`]: no acknowledged request is missing from the committed log.
+//! - [`prefix`]: replicas agree on every committed op (VRR §4's safety property).
+//! - [`state_hash`]: replicas that executed the same op have the same state hash.
+//! - [`chain`]: every replica's log, in memory and on disk, is an unbroken hash chain.
+//! - [`exactly_once`]: no client request is applied twice, and all replicas apply each at
+//!   the same op.
+
+pub mod acknowledged;
+pub mod chain;
+pub mod exactly_once;
+pub mod prefix;
+pub mod state_hash;

@@ -1,0 +1,254 @@
+//! A simulated client: registers a session, then issues one key-value command at a time,
+//! retrying with the same request number until it learns the outcome. Every call goes into the
+//! history for the linearizability checker.
+
+use chronon_engine::app::kv::{KvCommand, KvReply};
+use chronon_engine::ids::{ClientId, RequestNumber, View};
+use chronon_engine::rng::Rng;
+use chronon_engine::vsr::{Reply, ReplyError, Request, RequestKind};
+
+use crate::history::{History, KvOp, KvOutcome};
+
+/// Ticks a client waits for a reply before resending to every replica.
+pub const CLIENT_TIMEOUT_TICKS: u64 = 40;
+
+/// Where a client sends a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The replica it believes is primary.
+    Primary(u8),
+    /// Every replica (after a timeout).
+    All,
+}
+
+#[derive(Clone, Debug)]
+struct Pending {
+    request: Request,
+    /// The history entry, for commands.
+    call: Option<usize>,
+    op: Option<KvOp>,
+    sent_at: u64,
+}
+
+#[derive(Debug)]
+pub struct SimClient {
+    pub id: ClientId,
+    shard: u16,
+    replica_count: u8,
+    registered: bool,
+    next_request: u64,
+    pending: Option<Pending>,
+    view: View,
+    pub requests_left: usize,
+    wake_at: u64,
+    /// Problems a checker should report (a reply no correct cluster sends).
+    pub errors: Vec<String>,
+    /// Commands whose outcome this client learned: (request, op).
+    pub acknowledged: Vec<(ClientId, RequestNumber, KvOp)>,
+    peers: (u64, u64),
+}
+
+impl SimClient {
+    #[must_use]
+    pub fn new(
+        id: ClientId,
+        shard: u16,
+        replica_count: u8,
+        requests: usize,
+        peers: (u64, u64),
+    ) -> SimClient {
+        SimClient {
+            id,
+            shard,
+            replica_count,
+            registered: false,
+            next_request: 0,
+            pending: None,
+            view: View(0),
+            requests_left: requests,
+            wake_at: 0,
+            errors: Vec::new(),
+            acknowledged: Vec::new(),
+            peers,
+        }
+    }
+
+    #[must_use]
+    pub fn is_done(&self) -> bool {
+        self.requests_left == 0 && self.pending.is_none()
+    }
+
+    fn primary(&self) -> u8 {
+        ((self.view.0 + u64::from(self.shard)) % u64::from(self.replica_count)) as u8
+    }
+
+    /// Advances the client; returns a request to send, if any.
+    pub fn tick(
+        &mut self,
+        now: u64,
+        rng: &mut Rng,
+        keys: usize,
+        history: &mut History,
+    ) -> Option<(Target, Request)> {
+        if let Some(pending) = &mut self.pending {
+            if now - pending.sent_at >= CLIENT_TIMEOUT_TICKS {
+                pending.sent_at = now;
+                return Some((Target::All, pending.request.clone()));
+            }
+            return None;
+        }
+        if self.requests_left == 0 || now < self.wake_at {
+            return None;
+        }
+        let (kind, body, op, call) = if self.registered {
+            let op = random_op(rng, keys, self.id, self.next_request, self.peers);
+            let call = history.invoke(self.id.0, op.clone(), now);
+            (
+                RequestKind::Command,
+                command_of(&op).encode(),
+                Some(op),
+                Some(call),
+            )
+        } else {
+            (RequestKind::Register, Vec::new(), None, None)
+        };
+        let request = Request {
+            client: self.id,
+            request: RequestNumber(self.next_request),
+            kind,
+            body,
+        };
+        self.pending = Some(Pending {
+            request: request.clone(),
+            call,
+            op,
+            sent_at: now,
+        });
+        Some((Target::Primary(self.primary()), request))
+    }
+
+    /// Handles a reply; returns a request to resend at once, if the reply redirects.
+    pub fn on_reply(
+        &mut self,
+        now: u64,
+        reply: Reply,
+        history: &mut History,
+    ) -> Option<(Target, Request)> {
+        let pending = self.pending.as_ref()?;
+        if reply.client != self.id || reply.request != pending.request.request {
+            return None;
+        }
+        match reply.result {
+            Ok(bytes) => self.complete(now, &bytes, history),
+            Err(ReplyError::NotPrimary { view }) => {
+                if view > self.view {
+                    self.view = view;
+                    return Some((Target::Primary(self.primary()), pending.request.clone()));
+                }
+            }
+            Err(ReplyError::NoSession) => {
+                // Evicted: the outcome is unknown (the call stays open in the history), and
+                // the client must start over with a new identity.
+                self.pending = None;
+                self.registered = false;
+                self.next_request = 0;
+                self.id = ClientId(self.id.0 + 1_000_000_000);
+            }
+            Err(other) => {
+                self.errors
+                    .push(format!("client {}: unexpected reply {other:?}", self.id));
+                self.pending = None;
+            }
+        }
+        None
+    }
+
+    fn complete(&mut self, now: u64, bytes: &[u8], history: &mut History) {
+        let pending = self
+            .pending
+            .take()
+            .expect("invariant: completing a pending request");
+        self.next_request += 1;
+        self.wake_at = now + 1;
+        let (Some(call), Some(op)) = (pending.call, pending.op) else {
+            self.registered = true;
+            return;
+        };
+        self.requests_left -= 1;
+        match KvReply::decode(bytes) {
+            Some(reply) => {
+                let outcome = outcome_of(reply);
+                if !op.returns_kind_of(&outcome) {
+                    self.errors
+                        .push(format!("client {}: {op:?} answered {outcome:?}", self.id));
+                }
+                history.complete(call, now, outcome);
+                self.acknowledged
+                    .push((self.id, pending.request.request, op));
+            }
+            None => self
+                .errors
+                .push(format!("client {}: undecodable reply", self.id)),
+        }
+    }
+
+    /// The client process dies: its open call stays unknown, and a new client takes over.
+    pub fn crash(&mut self, new_id: ClientId) {
+        if self.pending.take().is_some_and(|p| p.call.is_some()) {
+            self.requests_left = self.requests_left.saturating_sub(1);
+        }
+        self.id = new_id;
+        self.registered = false;
+        self.next_request = 0;
+    }
+}
+
+/// A random command. `peers` is the range of client ids in this shard, so that a
+/// compare-and-set sometimes expects a value another client really wrote.
+fn random_op(
+    rng: &mut Rng,
+    keys: usize,
+    client: ClientId,
+    request: u64,
+    peers: (u64, u64),
+) -> KvOp {
+    let key = format!("k{}", rng.below(keys as u64)).into_bytes();
+    // Values are unique per client and request, so a write applied twice is visible.
+    let value = format!("{}-{request}", client.0).into_bytes();
+    match rng.below(10) {
+        0..=3 => KvOp::Get { key },
+        4..=6 => KvOp::Put { key, value },
+        7 => KvOp::Delete { key },
+        _ => {
+            let expected = if rng.chance(1, 3) {
+                None
+            } else {
+                let peer = peers.0 + rng.below(peers.1 - peers.0 + 1);
+                Some(format!("{peer}-{}", 1 + rng.below(8)).into_bytes())
+            };
+            KvOp::Cas {
+                key,
+                expected,
+                new: value,
+            }
+        }
+    }
+}
+
+#[must_use]
+pub fn command_of(op: &KvOp) -> KvCommand {
+    match op.clone() {
+        KvOp::Get { key } => KvCommand::Get { key },
+        KvOp::Put { key, value } => KvCommand::Put { key, value },
+        KvOp::Delete { key } => KvCommand::Delete { key },
+        KvOp::Cas { key, expected, new } => KvCommand::Cas { key, expected, new },
+    }
+}
+
+fn outcome_of(reply: KvReply) -> KvOutcome {
+    match reply {
+        KvReply::Value(value) => KvOutcome::Value(value),
+        KvReply::Done => KvOutcome::Done,
+        KvReply::Cas { swapped, current } => KvOutcome::Cas { swapped, current },
+    }
+}

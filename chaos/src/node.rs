@@ -1,0 +1,300 @@
+//! The simulated host of one replica: it owns the replica, its journal on a simulated disk and
+//! its clock, and carries out the replica's actions exactly as a real host must: journal work
+//! in order, at the disk's own pace, reporting durability back; sends at once.
+
+use std::collections::VecDeque;
+
+use chronon_engine::app::kv::KvStore;
+use chronon_engine::checksum::Checksum;
+use chronon_engine::disk::{CrashMode, SimDisk};
+use chronon_engine::ids::CommitIndex;
+use chronon_engine::ids::{Op, ReplicaIndex, Timestamp, View};
+use chronon_engine::log::Header;
+use chronon_engine::log::{FormatParams, Journal, JournalError, Layout, LogConfig};
+use chronon_engine::rng::Rng;
+use chronon_engine::vsr::{Action, Body, Input, Recovered, Replica, ReplicaConfig};
+
+use crate::options::TICK_NS;
+
+/// The ring of every simulated journal: big enough that no run wraps it (the replica rebuilds
+/// its state by replaying its log from op 1 until checkpoints exist), small enough to keep
+/// thousands of seeds fast.
+pub const SIM_LOG: LogConfig = LogConfig {
+    slot_count: 1024,
+    slot_size: 4096,
+};
+
+/// Ops a simulated shard may commit: the journal's guaranteed window.
+pub const SIM_OPS_MAX: u64 = 1024 / 2 - 16;
+
+#[derive(Debug)]
+enum JournalOp {
+    Append {
+        header: Header,
+        body: Body,
+    },
+    Truncate {
+        after: Op,
+    },
+    PersistView {
+        view: View,
+        log_view: View,
+        commit: CommitIndex,
+    },
+}
+
+/// Counters of injected faults.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    pub crashes: u64,
+    pub disk_stalls: u64,
+    pub torn_units: u64,
+}
+
+#[derive(Debug)]
+pub struct Node {
+    pub index: u8,
+    config: ReplicaConfig,
+    pub replica: Option<Replica<KvStore>>,
+    journal: Option<Journal<SimDisk>>,
+    /// The disk of a crashed node, kept for its restart.
+    parked_disk: Option<SimDisk>,
+    pub restart_at: u64,
+    queue: VecDeque<JournalOp>,
+    pub disk_stalled_until: u64,
+    reported_durable: Op,
+    reported_view: (View, View),
+    clock_offset_ns: i64,
+    clock_drift_ppm: i64,
+    pub stats: NodeStats,
+}
+
+impl Node {
+    /// A node with a freshly formatted journal.
+    #[must_use]
+    pub fn new(
+        config: ReplicaConfig,
+        seed: u64,
+        clock_offset_ns: i64,
+        clock_drift_ppm: i64,
+    ) -> Node {
+        let layout = Layout::new(SIM_LOG);
+        let mut disk = SimDisk::new(layout.total_size(), seed);
+        let params = FormatParams {
+            cluster: config.cluster,
+            shard: config.shard,
+            replica: config.replica,
+            replica_count: config.replica_count,
+            config: SIM_LOG,
+        };
+        Journal::format(&mut disk, &params).expect("formatting a simulated disk cannot fail");
+        let (journal, _) = Journal::open(disk).expect("a fresh journal opens");
+        Node {
+            index: config.replica.0,
+            config,
+            replica: Some(Replica::new(config, KvStore)),
+            journal: Some(journal),
+            parked_disk: None,
+            restart_at: 0,
+            queue: VecDeque::new(),
+            disk_stalled_until: 0,
+            reported_durable: Op(0),
+            reported_view: (View(0), View(0)),
+            clock_offset_ns,
+            clock_drift_ppm,
+            stats: NodeStats::default(),
+        }
+    }
+
+    #[must_use]
+    pub fn is_up(&self) -> bool {
+        self.replica.is_some()
+    }
+
+    /// This node's clock at `tick`: true time, skewed and drifting.
+    #[must_use]
+    pub fn clock(&self, tick: u64) -> Timestamp {
+        let true_ns = i128::from(tick) * i128::from(TICK_NS);
+        let drift = true_ns * i128::from(self.clock_drift_ppm) / 1_000_000;
+        let ns = true_ns + drift + i128::from(self.clock_offset_ns);
+        Timestamp(u64::try_from(ns.max(0)).unwrap_or(u64::MAX))
+    }
+
+    /// Runs one input through the replica and returns its actions; journal work is queued.
+    pub fn step(&mut self, input: Input, actions: &mut Vec<Action>) {
+        let Some(replica) = self.replica.as_mut() else {
+            return;
+        };
+        let start = actions.len();
+        replica.step(input, actions);
+        replica.check_invariants();
+        self.enqueue(&actions[start..]);
+    }
+
+    /// Queues the journal work among `actions`, in order.
+    fn enqueue(&mut self, actions: &[Action]) {
+        for action in actions {
+            match action {
+                Action::Append { header, body } => {
+                    self.queue.push_back(JournalOp::Append {
+                        header: *header,
+                        body: body.clone(),
+                    });
+                }
+                Action::Truncate { after } => {
+                    self.queue.push_back(JournalOp::Truncate { after: *after });
+                }
+                Action::PersistView {
+                    view,
+                    log_view,
+                    commit,
+                } => {
+                    let (view, log_view, commit) = (*view, *log_view, *commit);
+                    self.queue.push_back(JournalOp::PersistView {
+                        view,
+                        log_view,
+                        commit,
+                    });
+                }
+                Action::Send { .. } | Action::Executed { .. } | Action::Applied { .. } => {}
+            }
+        }
+    }
+
+    /// Lets the disk make progress (unless stalled) and reports new durability to the replica.
+    pub fn run_disk(&mut self, tick: u64, actions: &mut Vec<Action>) {
+        if self.replica.is_none() || tick < self.disk_stalled_until {
+            return;
+        }
+        let journal = self
+            .journal
+            .as_mut()
+            .expect("invariant: an up node has a journal");
+        // What was submitted last tick completes now; what is submitted below stays in flight
+        // until the next tick, so a crash in between can lose or tear it.
+        journal.poll().expect("simulated journal poll");
+        let durable = journal.durable_op();
+        let durable_checksum = journal.header(durable).map(|h| h.checksum);
+        let superblock = *journal.superblock();
+        while let Some(op) = self.queue.front() {
+            let result = match op {
+                JournalOp::Append { header, body } => journal.append_entry(header, body),
+                JournalOp::Truncate { after } => journal.truncate_after(*after),
+                JournalOp::PersistView {
+                    view,
+                    log_view,
+                    commit,
+                } => journal.write_superblock(*view, *log_view, *commit),
+            };
+            match result {
+                Ok(()) => {
+                    self.queue.pop_front();
+                }
+                Err(JournalError::Backpressure { .. }) => break,
+                Err(other) => panic!("replica {}: journal failed: {other}", self.index),
+            }
+        }
+        journal.flush().expect("simulated journal flush");
+        if durable != self.reported_durable {
+            self.reported_durable = durable;
+            if let Some(checksum) = durable_checksum {
+                self.step(
+                    Input::Durable {
+                        op: durable,
+                        checksum,
+                    },
+                    actions,
+                );
+            }
+        }
+        let view_state = (superblock.view, superblock.log_view);
+        if view_state != self.reported_view {
+            self.reported_view = view_state;
+            let input = Input::ViewDurable {
+                view: view_state.0,
+                log_view: view_state.1,
+            };
+            self.step(input, actions);
+        }
+    }
+
+    /// Power loss: the process dies, un-barriered writes persist, vanish or tear.
+    pub fn crash(&mut self, now: u64, restart_at: u64) {
+        let Some(journal) = self.journal.take() else {
+            return;
+        };
+        self.replica = None;
+        self.queue.clear();
+        let mut disk = journal.into_disk();
+        let before = disk.stats().units_lost_at_crash;
+        disk.crash(CrashMode::Random);
+        self.stats.torn_units += disk.stats().units_lost_at_crash - before;
+        self.stats.crashes += 1;
+        self.parked_disk = Some(disk);
+        self.restart_at = restart_at.max(now + 1);
+    }
+
+    /// Restarts a crashed node from its disk: journal recovery, then replica recovery.
+    pub fn restart(&mut self, actions: &mut Vec<Action>) {
+        let disk = self
+            .parked_disk
+            .take()
+            .expect("invariant: a crashed node parks its disk");
+        let (mut journal, report) = Journal::open(disk).expect("recovery of a simulated journal");
+        assert!(
+            report.analysis.faulty.is_empty() && report.analysis.chain_break.is_none(),
+            "replica {}: journal recovery found damage without disk corruption: {:?}",
+            self.index,
+            report.analysis
+        );
+        let head = journal.head().op;
+        let mut entries = Vec::with_capacity(head.0 as usize + 1);
+        for op in journal.op_min().0..=head.0 {
+            let entry = journal.read(Op(op)).expect("recovered entries read back");
+            entries.push((entry.header, entry.body));
+        }
+        let recovered = Recovered {
+            superblock: *journal.superblock(),
+            entries,
+        };
+        let start = actions.len();
+        let replica = Replica::recover(self.config, KvStore, recovered, actions)
+            .unwrap_or_else(|error| panic!("replica {}: {error}", self.index));
+        self.reported_durable = head;
+        self.reported_view = (journal.superblock().view, journal.superblock().log_view);
+        self.journal = Some(journal);
+        self.replica = Some(replica);
+        // Recovery may already have asked for journal work (a view change persists its view).
+        self.enqueue(&actions[start..]);
+    }
+
+    /// The on-disk chain check of this node's journal (hash chain checker).
+    #[must_use]
+    pub fn journal_report(&mut self) -> Option<chronon_engine::log::RecoveryReport> {
+        self.journal.as_mut()?.verify().ok()
+    }
+
+    #[must_use]
+    pub fn replica_index(&self) -> ReplicaIndex {
+        self.config.replica
+    }
+
+    /// Pending journal operations (for liveness diagnostics).
+    #[must_use]
+    pub fn journal_backlog(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Randomly stalls the disk for a while.
+    pub fn maybe_stall(&mut self, rng: &mut Rng, now: u64, ppm: u32, ticks_max: u64) {
+        if self.is_up() && now >= self.disk_stalled_until && rng.chance(u64::from(ppm), 1_000_000) {
+            self.disk_stalled_until = now + 1 + rng.below(ticks_max);
+            self.stats.disk_stalls += 1;
+        }
+    }
+
+    #[must_use]
+    pub fn checksum_at(&self, op: Op) -> Option<Checksum> {
+        self.replica.as_ref()?.header(op).map(|h| h.checksum)
+    }
+}

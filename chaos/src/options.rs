@@ -1,0 +1,108 @@
+//! Every parameter of a simulation run, derived from one seed (swarm testing: each seed tries a
+//! different mix of cluster shape and fault rates, so rare combinations get exercised).
+
+use chronon_engine::rng::Rng;
+use chronon_engine::vsr::PlantedBug;
+
+/// Simulated time per tick.
+pub const TICK_NS: u64 = 10_000_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetworkOptions {
+    /// Per message, parts per million.
+    pub drop_ppm: u32,
+    pub duplicate_ppm: u32,
+    pub corrupt_ppm: u32,
+    /// Delivery delay in ticks, uniform in `delay_min..=delay_max` (which also reorders).
+    pub delay_min: u64,
+    pub delay_max: u64,
+    /// Per tick, the chance that a partition starts (if none is active).
+    pub partition_ppm: u32,
+    /// Whether partitions may be one-way.
+    pub asymmetric: bool,
+    pub partition_ticks_max: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    pub seed: u64,
+    pub replica_count: u8,
+    pub shard_count: u16,
+    pub clients_per_shard: usize,
+    pub keys_per_shard: usize,
+    /// Requests each client issues before it stops (its first is the registration).
+    pub requests_per_client: usize,
+    pub safety_ticks: u64,
+    /// The liveness phase must converge within this many ticks.
+    pub liveness_ticks_max: u64,
+    pub network: NetworkOptions,
+    /// Per tick per replica, the chance of a crash.
+    pub crash_ppm: u32,
+    pub restart_ticks_max: u64,
+    /// Per tick per replica, the chance that its disk stalls.
+    pub disk_stall_ppm: u32,
+    pub disk_stall_ticks_max: u64,
+    /// Largest clock offset between replicas, in nanoseconds.
+    pub clock_skew_ns_max: u64,
+    /// Largest clock drift, parts per million.
+    pub clock_drift_ppm_max: u64,
+    /// Chance per tick that a client crashes and a new one (with a new id) takes its place.
+    pub client_crash_ppm: u32,
+    pub bug: Option<PlantedBug>,
+}
+
+impl Options {
+    /// Draws every parameter from `seed`.
+    #[must_use]
+    pub fn from_seed(seed: u64) -> Options {
+        let mut rng = Rng::new(seed ^ 0x0c4a_05f0_7e57);
+        let replica_count = [1u8, 3, 3, 3, 5][rng.below(5) as usize];
+        let clients_per_shard = 1 + rng.below(6) as usize;
+        let lossy = rng.chance(3, 4);
+        let network = NetworkOptions {
+            drop_ppm: if lossy { rng.below(100_000) as u32 } else { 0 },
+            duplicate_ppm: if lossy { rng.below(50_000) as u32 } else { 0 },
+            corrupt_ppm: if lossy { rng.below(10_000) as u32 } else { 0 },
+            delay_min: 1,
+            delay_max: 1 + rng.below(12),
+            partition_ppm: if rng.chance(1, 2) {
+                rng.below(20_000) as u32
+            } else {
+                0
+            },
+            asymmetric: rng.chance(1, 2),
+            partition_ticks_max: 50 + rng.below(400),
+        };
+        Options {
+            seed,
+            replica_count,
+            shard_count: 1 + rng.below(2) as u16,
+            clients_per_shard,
+            keys_per_shard: 2 + rng.below(8) as usize,
+            requests_per_client: 10 + rng.below(50) as usize,
+            safety_ticks: 1_000 + rng.below(3_000),
+            liveness_ticks_max: 6_000,
+            network,
+            crash_ppm: if rng.chance(2, 3) {
+                rng.below(2_000) as u32
+            } else {
+                0
+            },
+            restart_ticks_max: 10 + rng.below(300),
+            disk_stall_ppm: if rng.chance(1, 2) {
+                rng.below(2_000) as u32
+            } else {
+                0
+            },
+            disk_stall_ticks_max: 10 + rng.below(200),
+            clock_skew_ns_max: rng.below(2_000) * 1_000_000,
+            clock_drift_ppm_max: rng.below(500),
+            client_crash_ppm: if rng.chance(1, 3) {
+                rng.below(1_000) as u32
+            } else {
+                0
+            },
+            bug: None,
+        }
+    }
+}
