@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 
 use chronon_engine::app::kv::KvStore;
 use chronon_engine::checksum::Checksum;
-use chronon_engine::disk::{CrashMode, SimDisk};
+use chronon_engine::disk::{CrashMode, SimDisk, SimDiskStats, SimFaults};
 use chronon_engine::ids::CommitIndex;
 use chronon_engine::ids::{Op, ReplicaIndex, Timestamp, View};
 use chronon_engine::log::Header;
@@ -33,6 +33,10 @@ enum JournalOp {
         header: Header,
         body: Body,
     },
+    Repair {
+        header: Header,
+        body: Body,
+    },
     Truncate {
         after: Op,
     },
@@ -49,6 +53,8 @@ pub struct NodeStats {
     pub crashes: u64,
     pub disk_stalls: u64,
     pub torn_units: u64,
+    /// Faulty entries recovery found at restarts (each then repaired from a peer).
+    pub faulty_at_restart: u64,
 }
 
 #[derive(Debug)]
@@ -67,6 +73,7 @@ pub struct Node {
     clock_offset_ns: i64,
     clock_drift_ppm: i64,
     pub stats: NodeStats,
+    corruptible: bool,
 }
 
 impl Node {
@@ -77,6 +84,7 @@ impl Node {
         seed: u64,
         clock_offset_ns: i64,
         clock_drift_ppm: i64,
+        disk_faults: Option<SimFaults>,
     ) -> Node {
         let layout = Layout::new(SIM_LOG);
         let mut disk = SimDisk::new(layout.total_size(), seed);
@@ -88,6 +96,13 @@ impl Node {
             config: SIM_LOG,
         };
         Journal::format(&mut disk, &params).expect("formatting a simulated disk cannot fail");
+        if let Some(faults) = disk_faults {
+            // Only the slot zone: header copies and superblocks stay intact (the atlas).
+            disk.set_zones(
+                std::iter::once(layout.slot_zone_offset()..layout.total_size()).collect(),
+            );
+            disk.set_faults(faults);
+        }
         let (journal, _) = Journal::open(disk).expect("a fresh journal opens");
         Node {
             index: config.replica.0,
@@ -103,6 +118,7 @@ impl Node {
             clock_offset_ns,
             clock_drift_ppm,
             stats: NodeStats::default(),
+            corruptible: disk_faults.is_some(),
         }
     }
 
@@ -156,6 +172,10 @@ impl Node {
                         commit,
                     });
                 }
+                Action::Repair { header, body } => {
+                    let (header, body) = (*header, body.clone());
+                    self.queue.push_back(JournalOp::Repair { header, body });
+                }
                 Action::Send { .. } | Action::Executed { .. } | Action::Applied { .. } => {}
             }
         }
@@ -179,6 +199,11 @@ impl Node {
         while let Some(op) = self.queue.front() {
             let result = match op {
                 JournalOp::Append { header, body } => journal.append_entry(header, body),
+                JournalOp::Repair { header, body } => match journal.repair(header, body) {
+                    // The entry was truncated or overwritten since: nothing left to repair.
+                    Err(JournalError::ChainMismatch { .. }) => Ok(()),
+                    other => other,
+                },
                 JournalOp::Truncate { after } => journal.truncate_after(*after),
                 JournalOp::PersistView {
                     view,
@@ -220,6 +245,12 @@ impl Node {
 
     /// Power loss: the process dies, un-barriered writes persist, vanish or tear.
     pub fn crash(&mut self, now: u64, restart_at: u64) {
+        self.stop(now, restart_at, CrashMode::Random);
+    }
+
+    /// Stops the process: a crash (`CrashMode::Random`) or a clean stop after the disk drained
+    /// (`CrashMode::PersistAll`), as before the final scrub.
+    pub fn stop(&mut self, now: u64, restart_at: u64, mode: CrashMode) {
         let Some(journal) = self.journal.take() else {
             return;
         };
@@ -227,7 +258,7 @@ impl Node {
         self.queue.clear();
         let mut disk = journal.into_disk();
         let before = disk.stats().units_lost_at_crash;
-        disk.crash(CrashMode::Random);
+        disk.crash(mode);
         self.stats.torn_units += disk.stats().units_lost_at_crash - before;
         self.stats.crashes += 1;
         self.parked_disk = Some(disk);
@@ -241,17 +272,26 @@ impl Node {
             .take()
             .expect("invariant: a crashed node parks its disk");
         let (mut journal, report) = Journal::open(disk).expect("recovery of a simulated journal");
+        // The fault atlas corrupts only entries (never header copies), and only on at most f
+        // replicas: every faulty op keeps a known header, and the chain stays whole.
+        let unknown = report.analysis.faulty.iter().any(|f| f.expected.is_none());
         assert!(
-            report.analysis.faulty.is_empty() && report.analysis.chain_break.is_none(),
-            "replica {}: journal recovery found damage without disk corruption: {:?}",
+            !unknown && report.analysis.chain_break.is_none(),
+            "replica {}: journal damage beyond the fault atlas: {:?}",
             self.index,
             report.analysis
         );
+        self.stats.faulty_at_restart += report.analysis.faulty.len() as u64;
         let head = journal.head().op;
         let mut entries = Vec::with_capacity(head.0 as usize + 1);
         for op in journal.op_min().0..=head.0 {
-            let entry = journal.read(Op(op)).expect("recovered entries read back");
-            entries.push((entry.header, entry.body));
+            let header = journal.header(Op(op)).expect("recovered ops have headers");
+            let body = match journal.read(Op(op)) {
+                Ok(entry) => Some(entry.body),
+                Err(JournalError::Faulty { .. } | JournalError::ReadFailed { .. }) => None,
+                Err(other) => panic!("replica {}: reading op {op}: {other}", self.index),
+            };
+            entries.push((header, body));
         }
         let recovered = Recovered {
             superblock: *journal.superblock(),
@@ -266,6 +306,30 @@ impl Node {
         self.replica = Some(replica);
         // Recovery may already have asked for journal work (a view change persists its view).
         self.enqueue(&actions[start..]);
+    }
+
+    /// Stops injecting disk faults (the liveness phase).
+    pub fn heal_disk(&mut self) {
+        self.disk_stalled_until = 0;
+        if let Some(journal) = self.journal.as_mut() {
+            journal.disk_mut().set_faults(SimFaults::default());
+        }
+        if let Some(disk) = self.parked_disk.as_mut() {
+            disk.set_faults(SimFaults::default());
+        }
+    }
+
+    /// True if the fault atlas let this node's disk be corrupted.
+    #[must_use]
+    pub fn disk_corruptible(&self) -> bool {
+        self.corruptible
+    }
+
+    /// What this node's disk injected (for summaries).
+    #[must_use]
+    pub fn disk_stats(&self) -> Option<SimDiskStats> {
+        let journal_disk = self.journal.as_ref().map(|j| j.disk().stats());
+        journal_disk.or_else(|| self.parked_disk.as_ref().map(SimDisk::stats))
     }
 
     /// The on-disk chain check of this node's journal (hash chain checker).

@@ -1,6 +1,7 @@
 //! Every parameter of a simulation run, derived from one seed (swarm testing: each seed tries a
 //! different mix of cluster shape and fault rates, so rare combinations get exercised).
 
+use chronon_engine::disk::SimFaults;
 use chronon_engine::rng::Rng;
 use chronon_engine::vsr::PlantedBug;
 
@@ -48,10 +49,27 @@ pub struct Options {
     pub clock_drift_ppm_max: u64,
     /// Chance per tick that a client crashes and a new one (with a new id) takes its place.
     pub client_crash_ppm: u32,
+    /// The fault atlas: how many replicas of each shard (at most `f`) may have their disks
+    /// corrupted, so that every committed op keeps a good copy on some replica.
+    pub corruptible_replicas: u8,
+    /// Disk corruption rates for those replicas: bit flips, misdirected writes, read errors,
+    /// all within the entry zone of the journal.
+    pub disk_faults: SimFaults,
     pub bug: Option<PlantedBug>,
 }
 
 impl Options {
+    /// Raises crash, disk-stall and partition rates and uses at least three replicas: the
+    /// settings under which planted bugs that need a crash in a narrow window show up quickly.
+    #[must_use]
+    pub fn hostile(mut self) -> Options {
+        self.crash_ppm = self.crash_ppm.max(4_000);
+        self.disk_stall_ppm = self.disk_stall_ppm.max(8_000);
+        self.network.partition_ppm = self.network.partition_ppm.max(10_000);
+        self.replica_count = self.replica_count.max(3);
+        self
+    }
+
     /// Draws every parameter from `seed`.
     #[must_use]
     pub fn from_seed(seed: u64) -> Options {
@@ -101,6 +119,16 @@ impl Options {
                 rng.below(1_000) as u32
             } else {
                 0
+            },
+            corruptible_replicas: if rng.chance(1, 2) {
+                (replica_count - 1) / 2
+            } else {
+                0
+            },
+            disk_faults: SimFaults {
+                misdirect_ppm: rng.below(3_000) as u32,
+                bit_flip_ppm: rng.below(5_000) as u32,
+                read_error_ppm: rng.below(5_000) as u32,
             },
             bug: None,
         }

@@ -33,6 +33,9 @@ pub struct RunStats {
     pub view_changes: u64,
     pub skewed_clocks: u64,
     pub client_crashes: u64,
+    pub disk_bit_flips: u64,
+    pub disk_misdirected_writes: u64,
+    pub disk_read_errors: u64,
 }
 
 struct Shard {
@@ -69,6 +72,14 @@ impl Simulation {
         let mut next_client_id = 1;
         let shards = (0..options.shard_count)
             .map(|shard| {
+                // The fault atlas: at most f replicas of this shard get disk corruption.
+                let mut corruptible = vec![false; usize::from(options.replica_count)];
+                for _ in 0..options.corruptible_replicas {
+                    let free: Vec<usize> = (0..corruptible.len())
+                        .filter(|&i| !corruptible[i])
+                        .collect();
+                    corruptible[free[rng.below(free.len() as u64) as usize]] = true;
+                }
                 let nodes = (0..options.replica_count)
                     .map(|r| {
                         let skew = rng.below(options.clock_skew_ns_max + 1).cast_signed();
@@ -80,6 +91,7 @@ impl Simulation {
                             rng.next_u64(),
                             skew - options.clock_skew_ns_max.cast_signed() / 2,
                             drift,
+                            corruptible[usize::from(r)].then_some(options.disk_faults),
                         )
                     })
                     .collect();
@@ -127,6 +139,16 @@ impl Simulation {
             self.step()?;
         }
         self.heal();
+        self.converge()?;
+        self.scrub();
+        self.converge()?;
+        self.check_final()?;
+        self.finish_stats();
+        Ok(self.stats)
+    }
+
+    /// Runs until every client is served and every replica has executed the same log.
+    fn converge(&mut self) -> Result<(), String> {
         let deadline = self.tick + self.options.liveness_ticks_max;
         while !self.converged() {
             if self.tick >= deadline {
@@ -138,9 +160,21 @@ impl Simulation {
             }
             self.step()?;
         }
-        self.check_final()?;
-        self.finish_stats();
-        Ok(self.stats)
+        Ok(())
+    }
+
+    /// Restarts every replica whose disk the atlas let corrupt: recovery finds the damage that
+    /// accumulated since its last restart, and the replica repairs it from its peers. After
+    /// this, every journal must read back clean.
+    fn scrub(&mut self) {
+        let tick = self.tick;
+        for shard in &mut self.shards {
+            for node in &mut shard.nodes {
+                if node.disk_corruptible() {
+                    node.stop(tick, tick + 1, chronon_engine::disk::CrashMode::PersistAll);
+                }
+            }
+        }
     }
 
     /// One tick of the whole world.
@@ -263,7 +297,10 @@ impl Simulation {
                         .observe(replica, client, request, op)
                         .map_err(|e| self.fail(shard, &e))?;
                 }
-                Action::Append { .. } | Action::Truncate { .. } | Action::PersistView { .. } => {}
+                Action::Append { .. }
+                | Action::Repair { .. }
+                | Action::Truncate { .. }
+                | Action::PersistView { .. } => {}
             }
         }
         Ok(())
@@ -374,7 +411,7 @@ impl Simulation {
         self.network.heal();
         for shard in &mut self.shards {
             for node in &mut shard.nodes {
-                node.disk_stalled_until = 0;
+                node.heal_disk();
                 if !node.is_up() {
                     node.restart_at = self.tick + 1;
                 }
@@ -468,6 +505,12 @@ impl Simulation {
                 self.stats.nodes.crashes += node.stats.crashes;
                 self.stats.nodes.disk_stalls += node.stats.disk_stalls;
                 self.stats.nodes.torn_units += node.stats.torn_units;
+                self.stats.nodes.faulty_at_restart += node.stats.faulty_at_restart;
+                if let Some(disk) = node.disk_stats() {
+                    self.stats.disk_bit_flips += disk.bit_flips;
+                    self.stats.disk_misdirected_writes += disk.misdirected_writes;
+                    self.stats.disk_read_errors += disk.read_errors;
+                }
                 if let Some(replica) = &node.replica {
                     self.stats.view_changes += replica.stats().view_changes;
                 }

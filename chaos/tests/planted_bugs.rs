@@ -14,14 +14,8 @@ const SEEDS_MAX: u64 = 200;
 /// Fault rates for this test: every seed crashes replicas and stalls disks often enough that a
 /// bug needing a crash in a narrow window shows up within the bound.
 fn hostile(seed: u64, bug: PlantedBug) -> Options {
-    let mut options = Options::from_seed(seed);
+    let mut options = Options::from_seed(seed).hostile();
     options.bug = Some(bug);
-    options.crash_ppm = options.crash_ppm.max(4_000);
-    options.disk_stall_ppm = options.disk_stall_ppm.max(8_000);
-    options.network.partition_ppm = options.network.partition_ppm.max(10_000);
-    if options.replica_count == 1 {
-        options.replica_count = 3;
-    }
     options
 }
 
@@ -38,7 +32,7 @@ fn assert_caught(bug: PlantedBug) {
         Some((seed, failure)) => {
             println!("{} caught at seed {seed}: {failure}", bug_name(bug));
             println!(
-                "reproduce (with hostile faults): {}",
+                "reproduce: {} --hostile",
                 reproduce_command(seed, Some(bug))
             );
         }

@@ -5,6 +5,7 @@
 //! vopr --seeds K [--from S] run K seeds starting at S (default 0)
 //! vopr --budget-secs T     run seeds until T seconds have passed
 //! --bug NAME               plant a known bug (to see the simulator catch it)
+//! --hostile                raise crash, stall and partition rates (as the planted-bug test)
 //! ```
 
 use std::process::ExitCode;
@@ -18,6 +19,7 @@ struct Args {
     from: u64,
     budget_secs: Option<u64>,
     bug: Option<chronon_engine::vsr::PlantedBug>,
+    hostile: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -27,6 +29,7 @@ fn parse_args() -> Result<Args, String> {
         from: 0,
         budget_secs: None,
         bug: None,
+        hostile: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -36,6 +39,7 @@ fn parse_args() -> Result<Args, String> {
             "--seeds" => args.seeds = Some(number(&value()?)?),
             "--from" => args.from = number(&value()?)?,
             "--budget-secs" => args.budget_secs = Some(number(&value()?)?),
+            "--hostile" => args.hostile = true,
             "--bug" => {
                 let name = value()?;
                 args.bug = Some(parse_bug(&name).ok_or_else(|| format!("unknown bug {name:?}"))?);
@@ -44,6 +48,15 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     Ok(args)
+}
+
+fn options_for(seed: u64, args: &Args) -> Options {
+    let mut options = Options::from_seed(seed);
+    if args.hostile {
+        options = options.hostile();
+    }
+    options.bug = args.bug;
+    options
 }
 
 fn number(text: &str) -> Result<u64, String> {
@@ -70,6 +83,10 @@ impl Summary {
         t.nodes.crashes += stats.nodes.crashes;
         t.nodes.disk_stalls += stats.nodes.disk_stalls;
         t.nodes.torn_units += stats.nodes.torn_units;
+        t.nodes.faulty_at_restart += stats.nodes.faulty_at_restart;
+        t.disk_bit_flips += stats.disk_bit_flips;
+        t.disk_misdirected_writes += stats.disk_misdirected_writes;
+        t.disk_read_errors += stats.disk_read_errors;
         let (n, s) = (&mut t.network, &stats.network);
         n.sent += s.sent;
         n.dropped += s.dropped;
@@ -99,6 +116,13 @@ impl Summary {
             t.nodes.crashes, t.nodes.torn_units
         );
         println!("  disk stalls:           {}", t.nodes.disk_stalls);
+        println!("  disk bit flips:        {}", t.disk_bit_flips);
+        println!("  misdirected writes:    {}", t.disk_misdirected_writes);
+        println!("  disk read errors:      {}", t.disk_read_errors);
+        println!(
+            "  faulty entries found at restart (repaired from peers): {}",
+            t.nodes.faulty_at_restart
+        );
         println!("  skewed clocks:         {}", t.skewed_clocks);
         println!("  client crashes:        {}", t.client_crashes);
         println!("wall time:               {elapsed_secs:.1} s");
@@ -114,7 +138,7 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(error) => {
             eprintln!(
-                "vopr: {error}\nusage: vopr --seed N | --seeds K [--from S] | --budget-secs T [--bug NAME]"
+                "vopr: {error}\nusage: vopr --seed N | --seeds K [--from S] | --budget-secs T [--bug NAME] [--hostile]"
             );
             return ExitCode::from(2);
         }
@@ -122,8 +146,7 @@ fn main() -> ExitCode {
     let start = Instant::now();
     let mut summary = Summary::default();
     if let Some(seed) = args.seed {
-        let mut options = Options::from_seed(seed);
-        options.bug = args.bug;
+        let options = options_for(seed, &args);
         println!("{options:#?}");
         return match run_seed(options) {
             Ok(stats) => {
@@ -150,8 +173,7 @@ fn main() -> ExitCode {
         if done {
             break;
         }
-        let mut options = Options::from_seed(seed);
-        options.bug = args.bug;
+        let options = options_for(seed, &args);
         match run_seed(options) {
             Ok(stats) => summary.add(&stats),
             Err(failure) => {

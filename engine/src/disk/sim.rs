@@ -233,9 +233,15 @@ impl SimDisk {
         let first = offset / SECTOR_SIZE as u64;
         let last = (offset + len as u64 - 1) / SECTOR_SIZE as u64;
         self.latent_read_errors.range(first..=last).next().is_some()
-            || self
-                .rng
-                .chance(u64::from(self.faults.read_error_ppm), 1_000_000)
+            || (self.in_zone(offset)
+                && self
+                    .rng
+                    .chance(u64::from(self.faults.read_error_ppm), 1_000_000))
+    }
+
+    /// Random faults strike only inside the configured zones (the fault atlas decides them).
+    fn in_zone(&self, offset: u64) -> bool {
+        self.zones.iter().any(|zone| zone.contains(&offset))
     }
 }
 
@@ -297,9 +303,21 @@ impl SimDisk {
         };
         let start = landed as usize;
         self.current[start..start + buf.len()].copy_from_slice(buf.as_slice());
-        if self
-            .rng
-            .chance(u64::from(self.faults.bit_flip_ppm), 1_000_000)
+        // A rewritten sector is remapped by the drive: its latent read error is gone.
+        let first_sector = landed / SECTOR_SIZE as u64;
+        let sectors = (buf.len() / SECTOR_SIZE) as u64;
+        let healed: Vec<u64> = self
+            .latent_read_errors
+            .range(first_sector..first_sector + sectors)
+            .copied()
+            .collect();
+        for sector in healed {
+            self.latent_read_errors.remove(&sector);
+        }
+        if self.in_zone(landed)
+            && self
+                .rng
+                .chance(u64::from(self.faults.bit_flip_ppm), 1_000_000)
         {
             let byte = start + self.rng.below(buf.len() as u64) as usize;
             self.current[byte] ^= 1 << self.rng.below(8);

@@ -75,6 +75,8 @@ pub struct RecoveryReport {
     pub analysis: Analysis,
     /// Per slot, the witnesses recovery read (for `chronon inspect` and tests).
     pub findings: Vec<SlotFinding>,
+    /// Each superblock copy as read (`None`: unreadable, torn or misplaced).
+    pub superblock_copies: Vec<Option<Superblock>>,
 }
 
 impl RecoveryReport {
@@ -319,7 +321,13 @@ impl<D: VirtualDisk> Journal<D> {
     /// Makes recovery's decisions durable: header copies first, then erasures, so that a crash
     /// in between can only resurrect an unacknowledged entry, never fault one.
     fn repair_after_recovery(&mut self, report: &RecoveryReport) -> Result<(), JournalError> {
+        self.repair_superblock_copies(report)?;
         let analysis = &report.analysis;
+        if !analysis.copy_repairs.is_empty() {
+            // The entries behind the copies to rewrite were read back, but may sit only in the
+            // page cache after a process crash: make them durable before a copy vouches for them.
+            self.sync_barrier()?;
+        }
         for &slot in &analysis.copy_repairs {
             let header = analysis.headers[slot].expect("invariant: a repaired copy has an entry");
             self.set_copy(slot, Some(&header));
@@ -349,6 +357,28 @@ impl<D: VirtualDisk> Journal<D> {
             }
         }
         if erased {
+            self.sync_barrier()?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites every superblock copy that does not hold the recovered superblock, so that the
+    /// next update starts from four identical copies. Copies that match are never touched, so
+    /// a crash during this repair still leaves their quorum. Without it, a crash in the second
+    /// half of one update followed by a crash in the first half of the next could leave no
+    /// quorum of the newer version and bring back an older view.
+    fn repair_superblock_copies(&mut self, report: &RecoveryReport) -> Result<(), JournalError> {
+        let mut rewrote = false;
+        for (copy, found) in report.superblock_copies.iter().enumerate() {
+            if *found != Some(report.superblock) {
+                let buf = sector_of(&report.superblock.encode(copy));
+                let offset = Layout::superblock_offset(copy);
+                self.disk
+                    .submit_write(offset, buf, token(TOKEN_SUPERBLOCK_WRITE, copy as u64));
+                rewrote = true;
+            }
+        }
+        if rewrote {
             self.sync_barrier()?;
         }
         Ok(())
@@ -418,6 +448,11 @@ impl<D: VirtualDisk> Journal<D> {
     #[must_use]
     pub fn poisoned(&self) -> Option<&DiskError> {
         self.poisoned.as_ref()
+    }
+
+    #[must_use]
+    pub fn disk(&self) -> &D {
+        &self.disk
     }
 
     pub fn disk_mut(&mut self) -> &mut D {
@@ -508,6 +543,44 @@ impl<D: VirtualDisk> Journal<D> {
         self.op_min = self
             .op_min
             .max(Op(header.op.0.saturating_sub(slot_count - 1)));
+        Ok(())
+    }
+
+    /// Rewrites the entry of an op the ring already holds (by header) with a body fetched
+    /// from a peer: the repair of a faulty slot. Its header copy is already durable, so the
+    /// next barrier makes the repair durable.
+    pub fn repair(&mut self, header: &Header, body: &[u8]) -> Result<(), JournalError> {
+        self.check_poisoned()?;
+        let op = header.op;
+        let head = self.head.op;
+        if self
+            .header(op)
+            .is_none_or(|known| known.checksum != header.checksum)
+        {
+            return Err(JournalError::ChainMismatch {
+                op,
+                head,
+                reason: "repair of another entry",
+            });
+        }
+        if Checksum::of(body) != header.checksum_body
+            || header.size as usize != HEADER_SIZE + body.len()
+        {
+            return Err(JournalError::ChainMismatch {
+                op,
+                head,
+                reason: "repair body mismatch",
+            });
+        }
+        let mut buf = self.take_buffer(header.padded_size());
+        let bytes = buf.as_mut_slice();
+        bytes[..HEADER_SIZE].copy_from_slice(&header.encode());
+        bytes[HEADER_SIZE..header.size as usize].copy_from_slice(body);
+        bytes[header.size as usize..].fill(0);
+        let slot = self.layout.slot_of(op);
+        self.disk
+            .submit_write(self.layout.slot_offset(slot), buf, token(TOKEN_ERASE, 0));
+        self.faulty[slot] = false;
         Ok(())
     }
 
@@ -981,5 +1054,6 @@ fn scan<D: VirtualDisk>(disk: &mut D) -> Result<RecoveryReport, JournalError> {
         superblock,
         analysis,
         findings,
+        superblock_copies: copies,
     })
 }

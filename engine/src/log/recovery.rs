@@ -486,7 +486,9 @@ pub fn analyze(layout: &Layout, findings: &[SlotFinding]) -> Analysis {
                 .or_else(|| ring_op(layout, slot, op_min, head));
             Faulty { slot, op, expected }
         })
-        .filter(|f| f.op.is_none_or(|op| op >= op_min && op <= head))
+        // A damaged slot that no op of the live window maps to holds nothing the log needs
+        // (say, a flipped bit in a never-used header copy): it is not faulty.
+        .filter(|f| f.op.is_some_and(|op| op >= op_min && op <= head))
         .collect();
     if let Some(vouched_max) = vouched_max {
         drop_overwritten_prefix(layout, &mut analysis, vouched_max);

@@ -130,6 +130,11 @@ pub enum Action {
         op: Op,
         state_hash: Checksum,
     },
+    /// Rewrite a faulty journal entry with this body, fetched from a peer.
+    Repair {
+        header: Header,
+        body: Body,
+    },
     /// A client request was applied to the application (only with `record_applied`).
     Applied {
         client: ClientId,
@@ -148,6 +153,14 @@ pub enum Status {
 struct Prepare {
     header: Header,
     body: Body,
+}
+
+/// A log position: the header is always known; the body may be missing after a restart found
+/// the entry faulty on disk, until a peer repairs it.
+#[derive(Clone, Debug)]
+struct Entry {
+    header: Header,
+    body: Option<Body>,
 }
 
 #[derive(Clone, Debug)]
@@ -192,7 +205,7 @@ pub struct Replica<A: ChrApplication> {
     view_durable: View,
     log_view_durable: View,
     /// The log, indexed by op. Op 0 is the root.
-    log: Vec<Prepare>,
+    log: Vec<Entry>,
     commit_max: Op,
     commit_min: Op,
     durable: Op,
@@ -227,7 +240,9 @@ pub struct Replica<A: ChrApplication> {
 pub struct Recovered {
     pub superblock: Superblock,
     /// Every entry from op 0 to the head, in order.
-    pub entries: Vec<(Header, Vec<u8>)>,
+    /// A body is `None` for an entry the journal holds as faulty (its header is known from
+    /// the redundant header copy); the replica fetches it from a peer.
+    pub entries: Vec<(Header, Option<Vec<u8>>)>,
 }
 
 impl<A: ChrApplication> Replica<A> {
@@ -244,9 +259,9 @@ impl<A: ChrApplication> Replica<A> {
             log_view: View(0),
             view_durable: View(0),
             log_view_durable: View(0),
-            log: vec![Prepare {
+            log: vec![Entry {
                 header: root,
-                body: Body::from(Vec::new()),
+                body: Some(Body::from(Vec::new())),
             }],
             commit_max: Op(0),
             commit_min: Op(0),
@@ -289,7 +304,16 @@ impl<A: ChrApplication> Replica<A> {
         let superblock = recovered.superblock;
         let mut entries = recovered.entries.into_iter();
         match entries.next() {
-            Some((root, _)) if root.op == Op(0) => assert_eq!(root, replica.log[0].header),
+            Some((root, body)) if root.op == Op(0) => {
+                assert_eq!(root, replica.log[0].header);
+                if body.is_none() {
+                    // The root's body is empty and known to all: repair it at once.
+                    actions.push(Action::Repair {
+                        header: root,
+                        body: Body::from(Vec::new()),
+                    });
+                }
+            }
             Some((first, _)) => return Err(RecoverError::LogWrapped { op_min: first.op }),
             None => return Err(RecoverError::LogWrapped { op_min: Op(0) }),
         }
@@ -304,9 +328,9 @@ impl<A: ChrApplication> Replica<A> {
                 replica.head().checksum,
                 "invariant: recovered chain"
             );
-            replica.log.push(Prepare {
+            replica.log.push(Entry {
                 header,
-                body: Body::from(body),
+                body: body.map(Body::from),
             });
         }
         replica.view = superblock.view;
@@ -390,7 +414,7 @@ impl<A: ChrApplication> Replica<A> {
     /// The body at `op`, if the log holds it.
     #[must_use]
     pub fn body(&self, op: Op) -> Option<&[u8]> {
-        self.log.get(op.0 as usize).map(|p| &p.body[..])
+        self.log.get(op.0 as usize).and_then(|p| p.body.as_deref())
     }
 
     #[must_use]
@@ -508,6 +532,7 @@ impl<A: ChrApplication> Replica<A> {
                 }
                 if retransmit_due {
                     self.retransmit_prepares(actions);
+                    self.repair_bodies(actions);
                 }
             }
             Status::Normal => {
@@ -707,9 +732,9 @@ impl<A: ChrApplication> Replica<A> {
     fn append(&mut self, header: Header, body: Body, actions: &mut Vec<Action>) {
         assert_eq!(header.op, self.op().next());
         assert_eq!(header.parent, self.head().checksum);
-        self.log.push(Prepare {
+        self.log.push(Entry {
             header,
-            body: body.clone(),
+            body: Some(body.clone()),
         });
         self.target.remove(&header.op);
         actions.push(Action::Append { header, body });
@@ -730,10 +755,13 @@ impl<A: ChrApplication> Replica<A> {
             let first = acked.max(self.commit_max).0 + 1;
             let last = self.op().0.min(first + PIPELINE_MAX as u64 - 1);
             for op in first..=last {
-                let prepare = &self.log[op as usize];
+                let entry = &self.log[op as usize];
+                let Some(body) = entry.body.clone() else {
+                    continue;
+                };
                 let message = Message::Prepare {
-                    header: prepare.header,
-                    body: prepare.body.clone(),
+                    header: entry.header,
+                    body,
                     commit: self.commit_max,
                 };
                 self.send_to_replica(replica, message, actions);
@@ -764,7 +792,11 @@ impl<A: ChrApplication> Replica<A> {
             self.send_to_replica(from, Message::RequestStartView, actions);
             return;
         }
-        let expected = self.target.get(&header.op) == Some(&header.checksum);
+        let expected = self.target.get(&header.op) == Some(&header.checksum)
+            || self
+                .log
+                .get(header.op.0 as usize)
+                .is_some_and(|e| e.body.is_none() && e.header.checksum == header.checksum);
         if !from_primary && !expected {
             return;
         }
@@ -774,8 +806,13 @@ impl<A: ChrApplication> Replica<A> {
         }
         let op = header.op;
         if op <= self.op() {
-            let ours = self.log[op.0 as usize].header.checksum;
-            if from_primary && ours == header.checksum && self.durable >= op {
+            let entry = &mut self.log[op.0 as usize];
+            if entry.header.checksum == header.checksum && entry.body.is_none() {
+                // A repair of a body this replica lost to a faulty disk.
+                entry.body = Some(body.clone());
+                actions.push(Action::Repair { header, body });
+            } else if from_primary && entry.header.checksum == header.checksum && self.durable >= op
+            {
                 self.prepare_ok_sent = None;
                 self.send_prepare_ok(actions);
             }
@@ -812,7 +849,11 @@ impl<A: ChrApplication> Replica<A> {
             self.reorder.remove(&op);
         }
         while let Some(prepare) = self.reorder.remove(&self.op().next()) {
-            if prepare.header.parent != self.head().checksum {
+            let conflicts = self
+                .target
+                .get(&prepare.header.op)
+                .is_some_and(|c| *c != prepare.header.checksum);
+            if prepare.header.parent != self.head().checksum || conflicts {
                 self.reorder.clear();
                 break;
             }
@@ -933,18 +974,37 @@ impl<A: ChrApplication> Replica<A> {
         .flatten()
         .max()
         .unwrap_or(Op(0));
+        self.repair_bodies(actions);
         let first = self.op().0 + 1;
         let last = wanted_end.0.min(self.op().0 + REPAIR_REQUESTS_MAX as u64);
         for op in first..=last {
             let op = Op(op);
             let checksum = self.target.get(&op).copied();
             let message = Message::RequestPrepare { op, checksum };
-            match self.status {
-                Status::Normal => {
-                    self.send_to_replica(self.primary_of(self.view).0, message, actions);
-                }
-                Status::ViewChange => self.broadcast(&message, actions),
+            // With a checksum any replica holding the entry can answer; without one only the
+            // primary, whose log defines the view, may extend the chain.
+            if checksum.is_none() && self.status == Status::Normal {
+                self.send_to_replica(self.primary_of(self.view).0, message, actions);
+            } else {
+                self.broadcast(&message, actions);
             }
+        }
+    }
+
+    /// Asks every peer for bodies this replica's log lost to a faulty disk, oldest first:
+    /// any replica holding the same checksum can answer.
+    fn repair_bodies(&self, actions: &mut Vec<Action>) {
+        let missing = self
+            .log
+            .iter()
+            .skip(self.commit_min.0 as usize + 1)
+            .filter(|e| e.body.is_none());
+        for entry in missing.take(REPAIR_REQUESTS_MAX) {
+            let message = Message::RequestPrepare {
+                op: entry.header.op,
+                checksum: Some(entry.header.checksum),
+            };
+            self.broadcast(&message, actions);
         }
     }
 
@@ -961,6 +1021,9 @@ impl<A: ChrApplication> Replica<A> {
         if checksum.is_some_and(|c| c != prepare.header.checksum) {
             return;
         }
+        let Some(body) = prepare.body.clone() else {
+            return;
+        };
         // Without a checksum the requester trusts the chain, which only this view's primary
         // may extend.
         if checksum.is_none() && !self.is_primary() {
@@ -968,7 +1031,7 @@ impl<A: ChrApplication> Replica<A> {
         }
         let message = Message::Prepare {
             header: prepare.header,
-            body: prepare.body.clone(),
+            body,
             commit: self.commit_max,
         };
         self.send_to_replica(from, message, actions);
@@ -978,7 +1041,11 @@ impl<A: ChrApplication> Replica<A> {
 
     fn execute_committed(&mut self, actions: &mut Vec<Action>) {
         while self.commit_min < self.commit_max.min(self.op()) {
-            self.execute(self.commit_min.next(), actions);
+            let next = self.commit_min.next();
+            if self.log[next.0 as usize].body.is_none() {
+                break; // Waits for a repair of the faulty entry.
+            }
+            self.execute(next, actions);
         }
     }
 
@@ -996,7 +1063,10 @@ impl<A: ChrApplication> Replica<A> {
             timestamp,
             seed: ApplyContext::seed_for(header.parent, op),
         };
-        let requests = batch::decode(&prepare.body).unwrap_or_else(|| {
+        let body = prepare
+            .body
+            .expect("invariant: only ops with a body execute");
+        let requests = batch::decode(&body).unwrap_or_else(|| {
             panic!("op {op}: a committed prepare's batch does not decode (checksummed, so a bug)")
         });
         let mut hash_input = Vec::with_capacity(64);
@@ -1092,6 +1162,8 @@ impl<A: ChrApplication> Replica<A> {
         self.send_do_view_change(actions);
         if self.view_log_chosen {
             self.repair(actions);
+        } else {
+            self.repair_bodies(actions);
         }
     }
 
@@ -1350,6 +1422,8 @@ impl<A: ChrApplication> Replica<A> {
         if !newer || ReplicaIndex(from) != self.primary_of(view) {
             return;
         }
+        // Out-of-order prepares from an older view may not belong to this view's log.
+        self.reorder.clear();
         if !self.adopt_log(headers, op, actions) {
             // Too far behind to connect: keep the committed prefix, which every view's log
             // shares, and repair forward from the primary.
