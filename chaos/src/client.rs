@@ -46,6 +46,8 @@ pub struct SimClient {
     /// Commands whose outcome this client learned: (request, op).
     pub acknowledged: Vec<(ClientId, RequestNumber, KvOp)>,
     peers: (u64, u64),
+    /// Times this client found its session evicted.
+    pub evictions: u64,
 }
 
 impl SimClient {
@@ -70,6 +72,7 @@ impl SimClient {
             errors: Vec::new(),
             acknowledged: Vec::new(),
             peers,
+            evictions: 0,
         }
     }
 
@@ -150,6 +153,7 @@ impl SimClient {
                 // Evicted: the outcome is unknown (the call stays open in the history), and
                 // the client must start over with a new identity.
                 self.pending = None;
+                self.evictions += 1;
                 self.registered = false;
                 self.next_request = 0;
                 self.id = ClientId(self.id.0 + 1_000_000_000);

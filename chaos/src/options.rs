@@ -49,6 +49,9 @@ pub struct Options {
     pub clock_drift_ppm_max: u64,
     /// Chance per tick that a client crashes and a new one (with a new id) takes its place.
     pub client_crash_ppm: u32,
+    /// Client sessions each shard keeps; in some seeds fewer than the clients, so sessions are
+    /// evicted and evicted clients must register again.
+    pub sessions_max: usize,
     /// The fault atlas: how many replicas of each shard (at most `f`) may have their disks
     /// corrupted, so that every committed op keeps a good copy on some replica.
     pub corruptible_replicas: u8,
@@ -129,6 +132,11 @@ impl Options {
                 misdirect_ppm: rng.below(3_000) as u32,
                 bit_flip_ppm: rng.below(5_000) as u32,
                 read_error_ppm: rng.below(5_000) as u32,
+            },
+            sessions_max: if rng.chance(1, 4) {
+                clients_per_shard.saturating_sub(1).max(2)
+            } else {
+                chronon_engine::constants::SESSIONS_MAX_DEFAULT
             },
             bug: None,
         }

@@ -5,7 +5,6 @@
 //! with torn writes, disk stalls) and a liveness phase (faults off, crashed replicas restarted):
 //! the cluster must then converge and serve every client. Checkers watch throughout.
 
-use chronon_engine::constants::SESSIONS_MAX_DEFAULT;
 use chronon_engine::ids::{ClientId, ClusterId, Op, ReplicaIndex, ShardId};
 use chronon_engine::rng::Rng;
 use chronon_engine::vsr::{Action, Endpoint, Input, Message, ReplicaConfig, Timeouts};
@@ -36,6 +35,7 @@ pub struct RunStats {
     pub disk_bit_flips: u64,
     pub disk_misdirected_writes: u64,
     pub disk_read_errors: u64,
+    pub session_evictions: u64,
 }
 
 struct Shard {
@@ -501,6 +501,7 @@ impl Simulation {
         for shard in &self.shards {
             self.stats.ops_committed += shard.prefix.highest().0;
             self.stats.requests_acknowledged += shard.acknowledged.len() as u64;
+            self.stats.session_evictions += shard.clients.iter().map(|c| c.evictions).sum::<u64>();
             for node in &shard.nodes {
                 self.stats.nodes.crashes += node.stats.crashes;
                 self.stats.nodes.disk_stalls += node.stats.disk_stalls;
@@ -544,7 +545,7 @@ fn replica_config(options: &Options, shard: u16, replica: u8) -> ReplicaConfig {
         shard: ShardId(shard),
         replica: ReplicaIndex(replica),
         replica_count: options.replica_count,
-        sessions_max: SESSIONS_MAX_DEFAULT,
+        sessions_max: options.sessions_max,
         body_max: SIM_LOG.slot_size as usize - chronon_engine::constants::HEADER_SIZE,
         timeouts: Timeouts::default(),
         record_applied: true,

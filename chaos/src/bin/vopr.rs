@@ -87,6 +87,7 @@ impl Summary {
         t.disk_bit_flips += stats.disk_bit_flips;
         t.disk_misdirected_writes += stats.disk_misdirected_writes;
         t.disk_read_errors += stats.disk_read_errors;
+        t.session_evictions += stats.session_evictions;
         let (n, s) = (&mut t.network, &stats.network);
         n.sent += s.sent;
         n.dropped += s.dropped;
@@ -125,6 +126,7 @@ impl Summary {
         );
         println!("  skewed clocks:         {}", t.skewed_clocks);
         println!("  client crashes:        {}", t.client_crashes);
+        println!("  sessions evicted:      {}", t.session_evictions);
         println!("wall time:               {elapsed_secs:.1} s");
         println!(
             "committed ops per second (wall): {:.0}",
