@@ -4,27 +4,48 @@
 //! return, at which it takes effect atomically, such that the calls in the order of those points
 //! are a legal run of the sequential specification: here a map of registers where an absent key
 //! reads as `None` (Herlihy & Wing, "Linearizability: A Correctness Condition for Concurrent
-//! Objects", TOPLAS 1990, §2).
+//! Objects", TOPLAS 12(3), 1990, §3).
 //!
-//! Every operation touches exactly one key, and linearizability is a local (compositional)
-//! property: a history is linearizable if and only if each object's sub-history is (Herlihy &
-//! Wing 1990, §3.2, Theorem 1). So the history is partitioned by key and each key's
-//! sub-history is checked alone. This is what keeps checking cheap: the search is exponential
-//! only in the number of calls concurrent on one key, not in the length of the history.
+//! Every operation touches exactly one key, and linearizability is local (compositional): a
+//! history is linearizable if and only if each object's sub-history is (Herlihy & Wing 1990,
+//! §3, locality, Theorem 1). So the history is partitioned by key and each key's sub-history
+//! is checked alone. This is what keeps checking cheap: the search is exponential only in the
+//! number of calls concurrent on one key, not in the length of the history.
 //!
 //! Each key is checked with the Wing–Gong algorithm (J. M. Wing and C. Gong, "Testing and
-//! verifying concurrent objects", JPDC 1993) as improved by G. Lowe ("Testing for
-//! linearizability", Concurrency and Computation 2017, §4: memoising configurations) and as
-//! implemented in P. Fonseca's Porcupine: the calls' invocation and return events, sorted by
-//! time, form a doubly-linked list; a depth-first search linearizes, one at a time, a call
-//! whose invocation precedes the earliest pending return, removing ("lifting") its two events
-//! from the list, and backtracks when it reaches a return it cannot satisfy. Configurations
-//! (set of linearized calls, register value) already explored are cached, since reaching one
-//! again cannot succeed where it failed before.
+//! verifying concurrent objects", JPDC 17, 1993) with G. Lowe's cache of configurations ("WGL"
+//! in "Testing for linearizability", Concurrency and Computation 29(4), 2017), as in
+//! P. Fonseca's Porcupine: the calls' invocation and return events, sorted by time, form a
+//! doubly-linked list; a depth-first search linearizes, one at a time, a call whose invocation
+//! precedes the earliest return still in the list, removing ("lifting") its two events, and
+//! backtracks when it reaches a return it cannot get past. Configurations (calls linearized,
+//! register value) already entered are cached, since entering one again cannot succeed where
+//! it failed before.
 //!
 //! A call whose outcome the client never learned has an infinite return time and accepts any
 //! outcome: it may take effect anywhere after its invocation, or never, which is the same as
-//! taking effect after every other call, since nothing observes the register after that.
+//! taking effect after every other call, since nothing observes the register after that. Such
+//! pending calls are what makes the search expensive, since each may be placed almost anywhere,
+//! so they are kept out of the event list and handled with reductions that each keep the search
+//! complete (every one is argued where it is implemented):
+//! - pending calls that cannot affect any outcome are dropped (`keep_relevant`), and stop
+//!   being tried once the last call that could observe their effect is placed;
+//! - identical pending calls are tried in invocation order only (`PendingCall::twin_before`);
+//! - a configuration is skipped if one with the same completed calls and value but fewer
+//!   pending calls placed was entered (`Cache`);
+//! - a pending call is tried only after the completed candidates, and a Put or Delete is not
+//!   placed right after one (`Search::wasted_after_pending`).
+//!
+//! For completed calls, a read (a Get, or a Cas that did not swap) that the current value
+//! explains is placed without trying alternatives (`Cursor::Reads`), a partial-order reduction
+//! that removes most branching on read-heavy histories.
+//!
+//! Checking linearizability of registers is NP-complete in general, but polynomial when every
+//! write writes a distinct value (P. B. Gibbons and E. Korach, "Testing shared memories", SIAM
+//! J. Computing 26(4), 1997). Workloads stay cheap to check when writes carry unique values (a
+//! client id and sequence number), each key sees at most about ten concurrent clients, and a
+//! crashed client comes back under a fresh id; with a handful of values shared by many pending
+//! calls on one long key, a search may end `Undecided`.
 //!
 //! Events at the same tick are ordered invocations first, so a call returning at tick `t` is
 //! concurrent with one invoked at `t`. Ticks are coarse and the simulator may process the two
@@ -33,14 +54,15 @@
 
 use crate::history::{Call, History, KvOp, KvOutcome};
 use std::collections::HashMap;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::iter;
 
 /// The most search steps spent on one key before giving up with [`Violation::Undecided`].
-/// Each step costs well under a microsecond and caches at most one configuration, so this bounds
-/// one key's check to about a second and a few hundred megabytes. Histories that the simulator
-/// keeps checkable (about ten concurrent clients per key) need a few steps per call.
+/// A step takes tens of nanoseconds and caches at most one configuration: measured here, a key
+/// that hits this limit costs well under a second and under 100 MB. Histories that the
+/// simulator keeps checkable (about ten concurrent clients per key) need a few tens of steps
+/// per call, or a few hundred to prove a violation at the end of a long key.
 pub const SEARCH_STEPS_MAX_PER_KEY: u64 = 5_000_000;
 
 /// The most linearized calls a counterexample lists before eliding the earlier ones: the calls
@@ -66,7 +88,8 @@ pub enum Violation {
     /// No order of one key's calls explains every outcome: the service is not linearizable.
     NotLinearizable(Box<Counterexample>),
     /// One key's search hit `search_steps_max` before deciding. Not evidence of a bug in the
-    /// service: the workload put too many concurrent calls on one key for the checker.
+    /// service: the workload put too many concurrent or pending calls on one key for the
+    /// checker (see the module comment).
     Undecided {
         key: Vec<u8>,
         calls: usize,
@@ -169,8 +192,7 @@ fn partition_by_key(history: &History) -> Vec<(&[u8], Vec<usize>)> {
 }
 
 /// A `HashMap` with `FastHasher`: the checker hashes keys, values and configurations of its
-/// own making, where `SipHash`'s resistance to chosen inputs buys nothing and costs a third of
-/// the run time.
+/// own making, where `SipHash`'s resistance to chosen inputs buys nothing and costs time.
 type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
 
 /// `FxHash` (from rustc) with a splitmix64 finaliser, so that both the low bits a hash table
@@ -180,7 +202,7 @@ struct FastHasher(u64);
 
 impl FastHasher {
     fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7cc1_b727_220a_95);
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
     }
 }
 
@@ -343,6 +365,8 @@ struct KeyHistory {
     completed: Vec<CompletedCall>,
     /// Sorted by invocation, which is the order the search may place them in.
     pending: Vec<PendingCall>,
+    /// For each value, how many of these calls observe it (see `CompletedCall::observes`).
+    observers: Vec<u32>,
 }
 
 impl KeyHistory {
@@ -379,54 +403,80 @@ impl KeyHistory {
             }
         }
         completed.sort_by_key(|call| (call.invoked_at, call.index));
-        let observed = observed_values(&completed, &pending, interner.values());
-        pending.retain(|call| can_matter(call.op, &observed));
+        let observers = keep_relevant(&completed, &mut pending, interner.values());
         pending.sort_by_key(|call| (call.invoked_at, call.index));
         link_twins(&mut pending);
-        KeyHistory { completed, pending }
+        KeyHistory {
+            completed,
+            pending,
+            observers,
+        }
     }
 }
 
-/// Which values some call could tell apart from others: one a completed call returned, or one
-/// a Cas compares against.
-fn observed_values(
+impl CompletedCall {
+    /// The value this call saw: what a Get returned or a Cas reported as current. While
+    /// another value is current, the call cannot take effect.
+    fn observes(&self) -> Option<Value> {
+        match self.outcome {
+            ModelOutcome::Value(value) | ModelOutcome::Cas { current: value, .. } => Some(value),
+            ModelOutcome::Done => None,
+        }
+    }
+}
+
+impl PendingCall {
+    /// The value this call reacts to: a pending Cas swaps only on its expected value.
+    fn observes(&self) -> Option<Value> {
+        match self.op {
+            ModelOp::Cas { expected, .. } => Some(expected),
+            _ => None,
+        }
+    }
+
+    /// The value this call leaves current if it takes effect and changes anything. A Cas
+    /// whose new value is its expected one changes nothing.
+    fn writes(&self) -> Option<Value> {
+        match self.op {
+            ModelOp::Get => None,
+            ModelOp::Cas { expected, new } if expected == new => None,
+            ModelOp::Put(value) | ModelOp::Cas { new: value, .. } => Some(value),
+            ModelOp::Delete => Some(ABSENT),
+        }
+    }
+}
+
+/// Drops the pending calls that cannot affect any completed call's outcome, and returns how
+/// many of the remaining calls observe each value.
+///
+/// A pending call matters only if it writes a value some call observes. Say pending call `p`
+/// writes `v` and no call observes `v`. While `v` is current no completed call can take
+/// effect (a Get or Cas would report `v`, so it observes `v`), and a pending Cas cannot swap
+/// (it would observe `v`), so what follows `p` in a linearization is no-op pending Cas calls
+/// and then a Put or Delete, or the end. Removing `p` and those pending calls leaves every
+/// completed call's outcome as it was: a linearization with `p` exists only if one without it
+/// does. A pending Get never matters. Dropping a pending Cas can leave a value unobserved, so
+/// this repeats until nothing changes. It keeps timed-out writes of unique values, the common
+/// case in the simulator, out of the search.
+fn keep_relevant(
     completed: &[CompletedCall],
-    pending: &[PendingCall],
+    pending: &mut Vec<PendingCall>,
     values: usize,
-) -> Vec<bool> {
-    let mut observed = vec![false; values];
-    for call in completed {
-        match call.outcome {
-            ModelOutcome::Value(value) | ModelOutcome::Cas { current: value, .. } => {
-                observed[value as usize] = true;
-            }
-            ModelOutcome::Done => {}
+) -> Vec<u32> {
+    loop {
+        let mut observers = vec![0u32; values];
+        let observed = completed.iter().filter_map(CompletedCall::observes);
+        for value in observed.chain(pending.iter().filter_map(PendingCall::observes)) {
+            observers[value as usize] += 1;
         }
-    }
-    for op in completed
-        .iter()
-        .map(|call| call.op)
-        .chain(pending.iter().map(|call| call.op))
-    {
-        if let ModelOp::Cas { expected, .. } = op {
-            observed[expected as usize] = true;
+        let before = pending.len();
+        pending.retain(|call| {
+            call.writes()
+                .is_some_and(|value| observers[value as usize] > 0)
+        });
+        if pending.len() == before {
+            return observers;
         }
-    }
-    observed
-}
-
-/// Whether a pending call can affect any completed call's outcome. A pending Get changes
-/// nothing. A pending Put or Cas writing a value no call observes cannot either: while its
-/// value is current, no completed call can take effect (each would observe it, or overwrite
-/// it, which it would have done to the earlier value too) and no Cas can swap, so removing it
-/// from a linearization (moving any pending Cas tried meanwhile to the end) leaves every
-/// completed call's outcome as it was. Dropping such calls keeps timed-out writes of unique
-/// values, the common case in the simulator, out of the search.
-fn can_matter(op: ModelOp, observed: &[bool]) -> bool {
-    match op {
-        ModelOp::Get => false,
-        ModelOp::Put(value) | ModelOp::Cas { new: value, .. } => observed[value as usize],
-        ModelOp::Delete => true,
     }
 }
 
@@ -755,6 +805,8 @@ struct Search<'k> {
     completed_placed: Bitset,
     pending_placed: Bitset,
     completed_left: usize,
+    /// For each value, how many calls not yet placed observe it.
+    observers_left: Vec<u32>,
     state: Value,
     cursor: Cursor,
     /// The node of the first return in the event list, once the walk has met it.
@@ -776,6 +828,7 @@ impl<'k> Search<'k> {
             completed_placed: Bitset::new(key.completed.len()),
             pending_placed: Bitset::new(key.pending.len()),
             completed_left: key.completed.len(),
+            observers_left: key.observers.clone(),
             state: ABSENT,
             cursor,
             blocking: TAIL,
@@ -856,6 +909,8 @@ impl<'k> Search<'k> {
         if is_return {
             self.blocking = node;
             self.cursor = Cursor::Pending(self.pending.first());
+        } else if self.wasted_after_pending(call) {
+            self.cursor = Cursor::Event(self.events.links.next[node]);
         } else if let Some(state_after) = self.try_completed(call) {
             self.events.lift(call);
             self.completed_left -= 1;
@@ -868,6 +923,19 @@ impl<'k> Search<'k> {
         } else {
             self.cursor = Cursor::Event(self.events.links.next[node]);
         }
+    }
+
+    /// Whether placing `call` now would make the pending calls placed just before it useless.
+    /// Pending calls are worth placing only to produce the value a completed call then
+    /// observes: a Put or Delete would overwrite it, and a way to finish that places pending
+    /// calls and then a Put or Delete also finishes, shorter, without those pending calls, so
+    /// the configuration before them (which the search has entered) will find it.
+    fn wasted_after_pending(&self, call: usize) -> bool {
+        let after_pending = self
+            .stack
+            .last()
+            .is_some_and(|frame| matches!(frame.placed, Placed::Pending(_)));
+        after_pending && self.key.completed[call].observes().is_none()
     }
 
     /// False when the search is exhausted: the history is not linearizable.
@@ -910,13 +978,23 @@ impl<'k> Search<'k> {
     }
 
     fn try_pending(&mut self, call: usize) -> Option<Value> {
-        let PendingCall {
-            op, twin_before, ..
-        } = self.key.pending[call];
-        if twin_before.is_some_and(|twin| !self.pending_placed.get(twin)) {
+        let pending = self.key.pending[call];
+        if pending
+            .twin_before
+            .is_some_and(|twin| !self.pending_placed.get(twin))
+        {
             return None;
         }
-        let (state_after, _) = op.apply(self.state);
+        // Once every call observing the value it writes is placed, a pending call can no
+        // longer matter, by the argument of `keep_relevant` applied to the rest of the
+        // linearization.
+        let observed = pending
+            .writes()
+            .is_some_and(|value| self.observers_left[value as usize] > 0);
+        if !observed {
+            return None;
+        }
+        let (state_after, _) = pending.op.apply(self.state);
         self.pending_placed.set(call, true);
         if self.cache.insert(
             &self.completed_placed.0,
@@ -942,6 +1020,16 @@ impl<'k> Search<'k> {
         });
         self.state = state_after;
         self.cursor = Cursor::Reads(self.events.links.first());
+        if let Some(value) = self.observes(placed) {
+            self.observers_left[value as usize] -= 1;
+        }
+    }
+
+    fn observes(&self, placed: Placed) -> Option<Value> {
+        match placed {
+            Placed::Completed(call) => self.key.completed[call].observes(),
+            Placed::Pending(call) => self.key.pending[call].observes(),
+        }
     }
 
     /// Stuck at the first return: records how far the search got, then backtracks.
@@ -967,6 +1055,9 @@ impl<'k> Search<'k> {
 
     /// Restores the configuration before `frame` and points the cursor past its call.
     fn undo(&mut self, frame: Frame) {
+        if let Some(value) = self.observes(frame.placed) {
+            self.observers_left[value as usize] += 1;
+        }
         self.state = frame.state_before;
         self.blocking = frame.blocking_before;
         match frame.placed {
@@ -1146,7 +1237,11 @@ fn render_bytes(bytes: &[u8]) -> String {
     {
         format!("\"{}{ellipsis}\"", String::from_utf8_lossy(shown))
     } else {
-        let hex: String = shown.iter().map(|byte| format!("{byte:02x}")).collect();
+        let hex = shown.iter().fold(String::new(), |mut hex, byte| {
+            // Writing to a `String` cannot fail.
+            let _ = write!(hex, "{byte:02x}");
+            hex
+        });
         format!("0x{hex}{ellipsis}")
     }
 }
@@ -1239,14 +1334,21 @@ mod tests {
         assert_eq!(Links::new(0).first(), TAIL);
     }
 
-    // Proves the pending calls no completed call could observe are dropped, and the rest kept
-    // and chained to their identical twins, on one key's hand-made sub-history.
+    // Proves the pending calls that cannot matter are dropped (a Get; writes of values no call
+    // observes, including one observed only by a pending Cas that is itself dropped) and the
+    // rest kept and chained to their identical twins, on one key's hand-made sub-history.
     #[test]
     fn pending_calls_that_cannot_matter_are_dropped() {
-        let key = b"k".to_vec();
+        let key = || b"k".to_vec();
+        let bytes = |value: &str| value.as_bytes().to_vec();
         let put = |value: &str| KvOp::Put {
-            key: key.clone(),
-            value: value.as_bytes().to_vec(),
+            key: key(),
+            value: bytes(value),
+        };
+        let cas = |expected: &str, new: &str| KvOp::Cas {
+            key: key(),
+            expected: Some(bytes(expected)),
+            new: bytes(new),
         };
         let pending = |op, invoked_at| Call {
             client: 1,
@@ -1254,29 +1356,32 @@ mod tests {
             invoked_at,
             returned: None,
         };
-        let read = KvOutcome::Value(Some(b"seen".to_vec()));
+        let get = |invoked_at, value: Option<&str>| Call {
+            client: 2,
+            op: KvOp::Get { key: key() },
+            invoked_at,
+            returned: Some((invoked_at + 1, KvOutcome::Value(value.map(bytes)))),
+        };
         let history = History {
             calls: vec![
                 pending(put("unseen"), 0),
                 pending(put("seen"), 1),
-                pending(KvOp::Get { key: key.clone() }, 2),
-                pending(KvOp::Delete { key: key.clone() }, 3),
+                pending(KvOp::Get { key: key() }, 2),
+                pending(KvOp::Delete { key: key() }, 3),
                 pending(put("seen"), 4),
-                Call {
-                    client: 2,
-                    op: KvOp::Get { key: key.clone() },
-                    invoked_at: 5,
-                    returned: Some((6, read)),
-                },
+                pending(put("x"), 5),
+                pending(cas("x", "unseen too"), 6),
+                get(7, Some("seen")),
+                get(9, None),
             ],
         };
-        let key_history = KeyHistory::new(&history, &[0, 1, 2, 3, 4, 5]);
+        let key_history = KeyHistory::new(&history, &(0..history.len()).collect::<Vec<_>>());
         let kept: Vec<(usize, Option<usize>)> = key_history
             .pending
             .iter()
             .map(|call| (call.index, call.twin_before))
             .collect();
         assert_eq!(kept, vec![(1, None), (3, None), (4, Some(0))]);
-        assert_eq!(key_history.completed.len(), 1);
+        assert_eq!(key_history.completed.len(), 2);
     }
 }

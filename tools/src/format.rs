@@ -95,7 +95,7 @@ pub fn run(args: &FormatArgs) -> anyhow::Result<()> {
             created.len()
         )));
     }
-    println!(
+    say!(
         "formatted {} shard(s) in {}: cluster {}, replica {} of {}, {} slots x {} bytes, {} bytes \
          per file",
         args.shards,

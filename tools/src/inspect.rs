@@ -51,7 +51,7 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
             args.data.display()
         );
     }
-    println!(
+    say!(
         "data directory {}: {} shard file(s)",
         args.data.display(),
         files.len()
@@ -61,7 +61,7 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
     let mut readable = Vec::new();
     let mut clean_count = 0;
     for file in &files {
-        println!();
+        say!("");
         let file_problems = match inspect_file(&mut opener, &file.path) {
             Ok(inspection) => {
                 inspect_report::print(file, &inspection);
@@ -73,7 +73,7 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
             }
             Err(error) => {
                 for line in inspect_report::unusable_lines(file) {
-                    println!("{line}");
+                    say!("{line}");
                 }
                 vec![format!("{error:#}")]
             }
@@ -82,8 +82,8 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
         problems.extend(file_problems);
     }
     problems.extend(directory_problems(&args.data, &files, &readable));
-    println!();
-    println!(
+    say!("");
+    say!(
         "{} shard file(s): {clean_count} clean, {} with problems",
         files.len(),
         files.len() - clean_count

@@ -25,7 +25,7 @@ type SlotLine = (usize, Option<Op>, &'static str);
 
 pub fn print(file: &ShardFile, inspection: &Inspection) {
     for line in lines(file, inspection) {
-        println!("{line}");
+        say!("{line}");
     }
 }
 

@@ -3,6 +3,15 @@
 //! Output for people goes to stdout; logs go to stderr through `tracing` (`--log-level`), and
 //! each error is one line on stderr saying what is wrong and what to do.
 
+/// Prints a line to standard output. If the reader went away (`chronon inspect | head`), the
+/// command stops quietly with the status a shell gives a process killed by SIGPIPE, instead of
+/// panicking as `println!` would.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        crate::say_line(format_args!($($arg)*))
+    };
+}
+
 mod data_dir;
 mod disk;
 mod format;
@@ -36,6 +45,14 @@ enum Command {
     /// Verify every shard file of a data directory, read-only, and report what recovery
     /// would find and do. Exits non-zero on any corruption.
     Inspect(inspect::InspectArgs),
+}
+
+pub(crate) fn say_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if writeln!(stdout, "{line}").is_err() {
+        std::process::exit(141);
+    }
 }
 
 fn main() -> ExitCode {

@@ -97,6 +97,8 @@ impl Summary {
         n.partitions += s.partitions;
     }
 
+    // A rate for humans: f64's 52-bit mantissa is plenty.
+    #[allow(clippy::cast_precision_loss)]
     fn print(&self, elapsed_secs: f64) {
         let t = &self.total;
         println!("seeds run:               {}", self.seeds);
