@@ -554,6 +554,7 @@ fn replica_config(options: &Options, shard: u16, replica: u8) -> ReplicaConfig {
         body_max: SIM_LOG.slot_size as usize - chronon_engine::constants::HEADER_SIZE,
         timeouts: Timeouts::default(),
         record_applied: true,
+        batch_requests_max: chronon_engine::constants::BATCH_REQUESTS_MAX,
         bug: options.bug,
     }
 }

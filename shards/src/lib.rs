@@ -1,4 +1,4 @@
-//! The per-core runtime: one shard per thread, each with its own io_uring ring, plus the key
+//! The per-core runtime: one shard per thread, each with its own `io_uring` ring, plus the key
 //! router. It owns what cannot be simulated and contains no protocol logic.
 //!
 //! The router's slot mapping lives here already; the reactor and node arrive with the node

@@ -15,8 +15,8 @@ use super::sessions::{Sessions, Verdict};
 use crate::app::{ApplyContext, ChrApplication};
 use crate::checksum::Checksum;
 use crate::constants::{
-    BATCH_REQUESTS_MAX, HEADER_SIZE, PIPELINE_MAX, REORDER_MAX, REPAIR_REQUESTS_MAX,
-    REQUEST_QUEUE_MAX, VIEW_HEADERS_MAX,
+    HEADER_SIZE, PIPELINE_MAX, REORDER_MAX, REPAIR_REQUESTS_MAX, REQUEST_QUEUE_MAX,
+    VIEW_HEADERS_MAX,
 };
 use crate::ids::{
     ClientId, ClusterId, CommitIndex, Op, ReplicaIndex, RequestNumber, ShardId, Timestamp, View,
@@ -74,6 +74,9 @@ pub struct ReplicaConfig {
     pub sessions_max: usize,
     /// Largest prepare body: the journal's slot size less the header.
     pub body_max: usize,
+    /// Client requests batched into one prepare at most (normally
+    /// [`BATCH_REQUESTS_MAX`](crate::constants::BATCH_REQUESTS_MAX)).
+    pub batch_requests_max: usize,
     pub timeouts: Timeouts,
     /// Emit [`Action::Applied`] for every request applied (for the simulator's exactly-once
     /// checker; off in production).
@@ -695,7 +698,8 @@ impl<A: ChrApplication> Replica<A> {
             let mut size = 4;
             while let Some(request) = self.requests.front() {
                 let request_size = batch::REQUEST_OVERHEAD + request.body.len();
-                if batch.len() == BATCH_REQUESTS_MAX || size + request_size > self.config.body_max {
+                let full = batch.len() == self.config.batch_requests_max;
+                if full || size + request_size > self.config.body_max {
                     break;
                 }
                 size += request_size;
