@@ -555,6 +555,7 @@ fn replica_config(options: &Options, shard: u16, replica: u8) -> ReplicaConfig {
         timeouts: Timeouts::default(),
         record_applied: true,
         batch_requests_max: chronon_engine::constants::BATCH_REQUESTS_MAX,
+        request_queue_max: chronon_engine::constants::REQUEST_QUEUE_MAX,
         bug: options.bug,
     }
 }

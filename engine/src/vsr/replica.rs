@@ -15,8 +15,7 @@ use super::sessions::{Sessions, Verdict};
 use crate::app::{ApplyContext, ChrApplication};
 use crate::checksum::Checksum;
 use crate::constants::{
-    HEADER_SIZE, PIPELINE_MAX, REORDER_MAX, REPAIR_REQUESTS_MAX, REQUEST_QUEUE_MAX,
-    VIEW_HEADERS_MAX,
+    HEADER_SIZE, PIPELINE_MAX, REORDER_MAX, REPAIR_REQUESTS_MAX, VIEW_HEADERS_MAX,
 };
 use crate::ids::{
     ClientId, ClusterId, CommitIndex, Op, ReplicaIndex, RequestNumber, ShardId, Timestamp, View,
@@ -77,6 +76,10 @@ pub struct ReplicaConfig {
     /// Client requests batched into one prepare at most (normally
     /// [`BATCH_REQUESTS_MAX`](crate::constants::BATCH_REQUESTS_MAX)).
     pub batch_requests_max: usize,
+    /// Client requests the primary queues while its pipeline is full (normally
+    /// [`REQUEST_QUEUE_MAX`](crate::constants::REQUEST_QUEUE_MAX)); beyond it requests are
+    /// dropped and clients retry.
+    pub request_queue_max: usize,
     pub timeouts: Timeouts,
     /// Emit [`Action::Applied`] for every request applied (for the simulator's exactly-once
     /// checker; off in production).
@@ -460,13 +463,14 @@ impl<A: ChrApplication> Replica<A> {
         assert!(self.durable <= self.op(), "durable beyond the log");
         assert!(self.log_view <= self.view, "log view ahead of view");
         assert!(self.view_durable <= self.view && self.log_view_durable <= self.log_view);
-        for (i, prepare) in self.log.iter().enumerate() {
-            assert_eq!(
-                prepare.header.op,
-                Op(i as u64),
-                "log position {i} holds another op"
-            );
-        }
+        // Constant time: `append` asserts each new op extends the head, and truncation only
+        // shortens the log, so the head's position is the one to check.
+        let head_index = self.log.len() - 1;
+        assert_eq!(
+            self.head().op,
+            Op(head_index as u64),
+            "the head sits at another position"
+        );
         if let Some(last) = self.log.len().checked_sub(1).filter(|&n| n > 0) {
             let (previous, current) = (&self.log[last - 1].header, &self.log[last].header);
             assert_eq!(
@@ -665,7 +669,9 @@ impl<A: ChrApplication> Replica<A> {
             }
         }
         let key = (request.client, request.request);
-        if self.requests_pending.contains(&key) || self.requests.len() >= REQUEST_QUEUE_MAX {
+        if self.requests_pending.contains(&key)
+            || self.requests.len() >= self.config.request_queue_max
+        {
             return;
         }
         self.requests_pending.insert(key);
