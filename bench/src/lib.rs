@@ -7,6 +7,7 @@
 //! nothing to report, and the message names the file.
 
 mod append;
+mod cluster;
 mod counting;
 mod latency;
 mod raw;
@@ -21,6 +22,7 @@ use chronon_engine::log::{EntryMeta, FormatParams, Journal, Layout, LogConfig, O
 use chronon_engine::{ClientId, ClusterId, ReplicaIndex, RequestNumber, ShardId, Timestamp, View};
 
 pub use append::AppendDriver;
+pub use cluster::MemoryCluster;
 pub use counting::{Counting, DiskCounts};
 pub use latency::Latencies;
 pub use raw::{DirectFile, DiskBatch, RoundPattern};
