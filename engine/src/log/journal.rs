@@ -143,6 +143,9 @@ struct Round {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum SuperblockPhase {
     Idle,
+    /// A barrier before the copies: every write submitted earlier (the log the new view state
+    /// vouches for) must be durable before any copy can reach the disk.
+    LogBarrier,
     /// Copies `0..QUORUM` written, waiting for their barrier.
     FirstHalf,
     /// Copies `QUORUM..COPIES` written, waiting for their barrier.
@@ -690,7 +693,7 @@ impl<D: VirtualDisk> Journal<D> {
             ..latest
         };
         if self.superblock_phase == SuperblockPhase::Idle {
-            self.start_superblock_half(next, SuperblockPhase::FirstHalf);
+            self.start_superblock_update(next);
         } else {
             self.superblock_next = Some(next);
         }
@@ -703,11 +706,23 @@ impl<D: VirtualDisk> Journal<D> {
         self.superblock_phase != SuperblockPhase::Idle
     }
 
+    /// Starts an update with a barrier of its own. Without it, a disk that reorders writes could
+    /// persist the copies (say, a log view) and lose log entries submitted before them, so the
+    /// view state would vouch for a log that is not on disk. The simulator found this: a new
+    /// primary's log view survived a crash that lost the entries it had just repaired.
+    fn start_superblock_update(&mut self, superblock: Superblock) {
+        self.disk.submit_barrier(token(TOKEN_SUPERBLOCK_BARRIER, 0));
+        self.superblock_writing = Some(superblock);
+        self.superblock_phase = SuperblockPhase::LogBarrier;
+    }
+
     fn start_superblock_half(&mut self, superblock: Superblock, phase: SuperblockPhase) {
         let copies = match phase {
             SuperblockPhase::FirstHalf => 0..SUPERBLOCK_COPIES / 2,
             SuperblockPhase::SecondHalf => SUPERBLOCK_COPIES / 2..SUPERBLOCK_COPIES,
-            SuperblockPhase::Idle => unreachable!("an idle superblock writes nothing"),
+            SuperblockPhase::Idle | SuperblockPhase::LogBarrier => {
+                unreachable!("only the halves write copies")
+            }
         };
         for copy in copies {
             let buf = sector_of(&superblock.encode(copy));
@@ -725,6 +740,9 @@ impl<D: VirtualDisk> Journal<D> {
             .superblock_writing
             .expect("invariant: a superblock is being written");
         match self.superblock_phase {
+            SuperblockPhase::LogBarrier => {
+                self.start_superblock_half(writing, SuperblockPhase::FirstHalf);
+            }
             SuperblockPhase::FirstHalf => {
                 self.start_superblock_half(writing, SuperblockPhase::SecondHalf);
             }
@@ -733,7 +751,7 @@ impl<D: VirtualDisk> Journal<D> {
                 self.superblock_writing = None;
                 self.superblock_phase = SuperblockPhase::Idle;
                 if let Some(next) = self.superblock_next.take() {
-                    self.start_superblock_half(next, SuperblockPhase::FirstHalf);
+                    self.start_superblock_update(next);
                 }
             }
             SuperblockPhase::Idle => unreachable!("superblock barrier while idle"),

@@ -345,7 +345,10 @@ impl<A: ChrApplication> Replica<A> {
         replica.log_view_durable = superblock.log_view;
         replica.durable = replica.op();
         replica.commit_max = superblock.commit.0.unwrap_or(Op(0)).min(replica.op());
+        // Replaying committed ops must not reply to clients as a primary would.
+        replica.status = Status::ViewChange;
         replica.execute_committed(actions);
+        replica.status = Status::Normal;
         if replica.log_view < replica.view {
             replica.status = Status::ViewChange;
         }
