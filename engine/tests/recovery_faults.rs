@@ -403,9 +403,13 @@ fn view_state_never_outruns_the_log() {
     for seed in 0..200u64 {
         let mut journal = acked_journal(seed);
         for op in ACKED + 1..=ACKED + 3 {
-            journal.append(&test_meta(op), &test_body(op)).expect("append");
+            journal
+                .append(&test_meta(op), &test_body(op))
+                .expect("append");
         }
-        journal.write_superblock(View(1), View(1), CommitIndex(Some(Op(ACKED)))).expect("write");
+        journal
+            .write_superblock(View(1), View(1), CommitIndex(Some(Op(ACKED))))
+            .expect("write");
         for _ in 0..seed % 4 {
             journal.poll().expect("poll");
         }
@@ -414,8 +418,14 @@ fn view_state_never_outruns_the_log() {
         let (journal, _) = reopen(disk);
         if journal.superblock().log_view == View(1) {
             kept_view += 1;
-            assert!(journal.head().op >= Op(ACKED + 3), "seed {seed}: log view without its log");
+            assert!(
+                journal.head().op >= Op(ACKED + 3),
+                "seed {seed}: log view without its log"
+            );
         }
     }
-    assert!(kept_view > 0, "no crash kept the new view: the test proves nothing");
+    assert!(
+        kept_view > 0,
+        "no crash kept the new view: the test proves nothing"
+    );
 }

@@ -1,20 +1,21 @@
 //! The `io_uring` disk: `O_DIRECT` reads and writes through one `io_uring` ring, and an explicit
-//! barrier (`fdatasync`) that the kernel starts only after every earlier request finished.
+//! barrier (`fdatasync`) issued only after every earlier request finished.
 //!
 //! Buffers: each request's [`AlignedBuf`] is the I/O buffer itself (sector-aligned, as
 //! `O_DIRECT` needs), so nothing is copied. The disk owns it in a [`Slab`] from submission
 //! until its CQE is reaped; the slab index is the SQE's `user_data`.
 //!
 //! Queueing: at most [`RING_DEPTH`] requests are in the ring at once. More wait in a FIFO
-//! backlog in submission order, so a barrier still enters the ring after every write submitted
-//! before it, and `IO_DRAIN` then orders it after them. The completion queue has room for twice
+//! backlog in submission order. A barrier waits in user space until every request submitted
+//! before it has completed, then enters the ring; requests submitted after it go ahead and
+//! overlap the `fdatasync` (with `IO_DRAIN` they could not). The completion queue has room for twice
 //! that, so it never overflows and no completion is dropped, on any kernel.
 //!
 //! System calls: `submit_*` only fill the submission queue; `poll` and `wait` hand the whole
 //! batch to the kernel with one `io_uring_enter`, so a burst of writes and its barrier costs one
 //! system call.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -52,8 +53,14 @@ pub struct IoUringDisk {
     size: u64,
     /// Every request submitted and not yet handed back, owning its buffer.
     requests: Slab<Request>,
-    /// Requests waiting for room in the ring, in submission order.
+    /// Reads and writes waiting for room in the ring, in submission order.
     backlog: VecDeque<u32>,
+    /// Barriers waiting for every read and write submitted before them to complete, with their
+    /// sequence numbers, in order.
+    barriers: VecDeque<(u64, u32)>,
+    /// Sequence numbers of the reads and writes submitted and not yet completed.
+    outstanding: BTreeSet<u64>,
+    next_sequence: u64,
     /// Requests pushed into the ring whose CQE has not been reaped.
     issued: u32,
 }
@@ -63,6 +70,8 @@ pub struct IoUringDisk {
 struct Request {
     token: u64,
     op: Op,
+    /// Submission order, for ordering barriers after the requests before them.
+    sequence: u64,
 }
 
 #[derive(Debug)]
@@ -92,14 +101,45 @@ impl IoUringDisk {
             size,
             requests: Slab::with_capacity(RING_DEPTH as usize),
             backlog: VecDeque::with_capacity(RING_DEPTH as usize),
+            barriers: VecDeque::new(),
+            outstanding: BTreeSet::new(),
+            next_sequence: 0,
             issued: 0,
         })
     }
 
-    fn enqueue(&mut self, request: Request) {
-        let index = self.requests.insert(request);
-        self.backlog.push_back(index);
+    fn enqueue(&mut self, token: u64, op: Op) {
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        let barrier = matches!(op, Op::Barrier);
+        let index = self.requests.insert(Request {
+            token,
+            op,
+            sequence,
+        });
+        if barrier {
+            self.barriers.push_back((sequence, index));
+        } else {
+            self.outstanding.insert(sequence);
+            self.backlog.push_back(index);
+        }
         self.push_backlog();
+    }
+
+    /// The next barrier, if every request submitted before it has completed. The barrier is
+    /// ordered here, in user space, rather than with `IO_DRAIN`: `IO_DRAIN` would also hold back
+    /// every request submitted after the barrier until the `fdatasync` finished, so the next
+    /// batch's writes could not overlap it.
+    fn ready_barrier(
+        barriers: &mut VecDeque<(u64, u32)>,
+        outstanding: &BTreeSet<u64>,
+    ) -> Option<u32> {
+        let &(sequence, index) = barriers.front()?;
+        let earlier_done = outstanding.first().is_none_or(|&first| first > sequence);
+        earlier_done.then(|| {
+            barriers.pop_front();
+            index
+        })
     }
 
     /// Moves backlog requests into the submission queue while the ring has room.
@@ -108,7 +148,8 @@ impl IoUringDisk {
         let fd = types::Fd(self.file.as_raw_fd());
         let mut sq = self.ring.submission();
         while self.issued < RING_DEPTH {
-            let Some(index) = self.backlog.pop_front() else {
+            let barrier = Self::ready_barrier(&mut self.barriers, &self.outstanding);
+            let Some(index) = barrier.or_else(|| self.backlog.pop_front()) else {
                 break;
             };
             let entry = sqe(fd, self.requests.get_mut(index), index);
@@ -158,7 +199,9 @@ impl IoUringDisk {
             self.issued -= 1;
             let index =
                 u32::try_from(cqe.user_data()).expect("invariant: user_data is a slab index");
-            out.push(completion(self.requests.remove(index), cqe.result()));
+            let request = self.requests.remove(index);
+            self.outstanding.remove(&request.sequence);
+            out.push(completion(request, cqe.result()));
         }
         self.push_backlog();
     }
@@ -171,25 +214,16 @@ impl VirtualDisk for IoUringDisk {
 
     fn submit_read(&mut self, offset: u64, buf: AlignedBuf, token: u64) {
         check_transfer(self.size, offset, buf.len());
-        self.enqueue(Request {
-            token,
-            op: Op::Read { offset, buf },
-        });
+        self.enqueue(token, Op::Read { offset, buf });
     }
 
     fn submit_write(&mut self, offset: u64, buf: AlignedBuf, token: u64) {
         check_transfer(self.size, offset, buf.len());
-        self.enqueue(Request {
-            token,
-            op: Op::Write { offset, buf },
-        });
+        self.enqueue(token, Op::Write { offset, buf });
     }
 
     fn submit_barrier(&mut self, token: u64) {
-        self.enqueue(Request {
-            token,
-            op: Op::Barrier,
-        });
+        self.enqueue(token, Op::Barrier);
     }
 
     fn poll(&mut self, out: &mut Vec<Completion>) {
@@ -274,19 +308,18 @@ fn sqe(fd: types::Fd, request: &mut Request, index: u32) -> squeue::Entry {
                 .offset(*offset)
                 .build()
         }
-        // IO_DRAIN: the kernel starts the fdatasync only after every earlier SQE completed, so
-        // it covers those writes and its CQE comes after theirs.
+        // Issued only once every earlier request completed (see `ready_barrier`), so the
+        // fdatasync covers those writes and its CQE comes after theirs.
         Op::Barrier => opcode::Fsync::new(fd)
             .flags(types::FsyncFlags::DATASYNC)
-            .build()
-            .flags(squeue::Flags::IO_DRAIN),
+            .build(),
     };
     entry.user_data(u64::from(index))
 }
 
 /// The completion of a finished request, whose last CQE carried `res`.
 fn completion(request: Request, res: i32) -> Completion {
-    let Request { token, op } = request;
+    let Request { token, op, .. } = request;
     match op {
         Op::Read { offset, buf } => {
             let len = buf.len();
