@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use chronon_bench::{
     APPEND_RING, AppendDriver, BenchDisk, Counting, DirectFile, DiskBatch, DiskCounts,
-    ENTRIES_PER_BATCH, EntryShape, Latencies, PIPELINE_DEPTH, RAW_FILE_BYTES, RealDisk, Report,
-    RoundPattern, Row, RowKind, TempFile, fresh_journal,
+    ENTRIES_PER_BATCH, EntryShape, Latencies, PIPELINE_DEPTH, Pair, RAW_FILE_BYTES, RealDisk,
+    Report, RoundPattern, Row, RowKind, TempFile, fresh_journal,
 };
 use chronon_disk::{IoUringDisk, SyncDisk};
 use chronon_engine::constants::SECTOR_SIZE;
@@ -31,6 +31,12 @@ use criterion::{Criterion, Throughput};
 /// Per case in `--summary` mode: run this long untimed first, then this long timed.
 const SUMMARY_WARM_UP: Duration = Duration::from_millis(500);
 const SUMMARY_MEASURE: Duration = Duration::from_secs(2);
+
+/// Alternations of the paired measurement, and how long each side of a pair runs. The host's
+/// durable bandwidth drifts within minutes, so the target is judged on back-to-back pairs
+/// rather than on figures measured minutes apart.
+const PAIRS: usize = 6;
+const PAIR_SIDE: Duration = Duration::from_millis(500);
 
 /// Batches per timed step in `--summary` mode, at most: small enough to stop close to the
 /// measuring time, large enough that the clock is read rarely.
@@ -45,6 +51,8 @@ trait Case {
     fn step(&mut self, iters: u64) -> Duration;
     /// Forgets what was measured so far (after a warm-up).
     fn reset(&mut self);
+    /// Waits for work still in flight, untimed, so the next case starts on an idle disk.
+    fn quiesce(&mut self) {}
     /// Finishes in-flight work and returns the totals, if anything ran.
     fn finish(self: Box<Self>) -> Option<Row>;
 }
@@ -242,10 +250,14 @@ impl<D: RealDisk> Case for PatternCase<D> {
         clear(&mut self.row);
     }
 
-    fn finish(mut self: Box<Self>) -> Option<Row> {
+    fn quiesce(&mut self) {
         if let Some((_, pattern)) = &mut self.state {
             pattern.drain();
         }
+    }
+
+    fn finish(mut self: Box<Self>) -> Option<Row> {
+        self.quiesce();
         ran(self.row)
     }
 }
@@ -312,14 +324,19 @@ impl<D: BenchDisk> Case for LogCase<D> {
         }
     }
 
+    fn quiesce(&mut self) {
+        if let Some((_, journal, driver)) = &mut self.state {
+            driver
+                .drain(journal, &mut self.row.latencies)
+                .unwrap_or_else(|error| panic!("{}: {error}", self.row.name));
+        }
+    }
+
     fn finish(mut self: Box<Self>) -> Option<Row> {
-        let (_, mut journal, mut driver) = self.state.take()?;
+        let (_, journal, _) = self.state.as_mut()?;
         // Counted before the drain: the drain's I/O finishes batches already accounted for.
         self.row.counts = Some(journal.disk_mut().counts().since(&self.counts_at_reset));
-        let mut ignored = Latencies::new();
-        driver
-            .drain(&mut journal, &mut ignored)
-            .unwrap_or_else(|error| panic!("{}: {error}", self.row.name));
+        self.quiesce();
         ran(self.row)
     }
 }
@@ -389,6 +406,54 @@ fn run_criterion(report: &mut Report) {
         }
     }
     criterion.final_summary();
+    // Criterion's test mode (`cargo test --benches`) runs without `--bench`; skip the pairs
+    // there, as it only checks that every case runs.
+    if std::env::args().any(|arg| arg == "--bench") {
+        run_pairs(report, PIPELINE_DEPTH);
+    }
+}
+
+/// The cases measured in turn with the raw sequential floor: the target case and the three
+/// bounds that explain it. Their order in each alternation is fixed; each is compared with the
+/// floor measured just before it.
+fn paired_cases(depth: usize) -> Vec<Box<dyn Case>> {
+    vec![
+        Box::new(LogCase::<IoUringDisk>::new(EntryShape::SECTOR, 256, depth)),
+        Box::new(DiskBatchCase::<IoUringDisk>::new(256)),
+        Box::new(PatternCase::<IoUringDisk>::new(256, depth)),
+        log_case::<MemoryDisk>(EntryShape::SECTOR, 256, depth),
+    ]
+}
+
+/// Alternates the raw sequential floor with each of [`paired_cases`], [`PAIRS`] times.
+fn run_pairs(report: &mut Report, depth: usize) {
+    if !direct_io_works() || !disk_works::<IoUringDisk>() {
+        return;
+    }
+    let mut floor = FloorCase::new(256);
+    let mut cases = paired_cases(depth);
+    measure_for(&mut floor, PAIR_SIDE);
+    for case in &mut cases {
+        measure_for(case.as_mut(), PAIR_SIDE);
+        case.quiesce();
+    }
+    for _ in 0..PAIRS {
+        for case in &mut cases {
+            floor.reset();
+            measure_for(&mut floor, PAIR_SIDE);
+            case.reset();
+            measure_for(case.as_mut(), PAIR_SIDE);
+            case.quiesce();
+            report.push_pair(Pair {
+                name: case.row().name.clone(),
+                floor_mib_per_second: floor.row().mib_per_second(),
+                case_mib_per_second: case.row().mib_per_second(),
+            });
+        }
+    }
+    for case in cases {
+        case.finish();
+    }
 }
 
 /// Runs every case whose name contains one of `filters` (all when there is none).
@@ -407,6 +472,9 @@ fn run_summary(report: &mut Report, filters: &[String], depth: usize) {
         if let Some(row) = case.finish() {
             report.push(row);
         }
+    }
+    if filters.is_empty() || filters.iter().any(|f| "paired".contains(f.as_str())) {
+        run_pairs(report, depth);
     }
 }
 

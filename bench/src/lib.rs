@@ -26,7 +26,7 @@ pub use cluster::MemoryCluster;
 pub use counting::{Counting, DiskCounts};
 pub use latency::Latencies;
 pub use raw::{DirectFile, DiskBatch, RoundPattern};
-pub use report::{Report, Row, RowKind};
+pub use report::{Pair, Report, Row, RowKind, TARGET_CASE, TARGET_PERCENT};
 pub use temp::TempFile;
 
 /// Batches kept in flight by the append benches: the journal acknowledges an op one barrier
