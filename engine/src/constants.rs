@@ -38,6 +38,10 @@ pub const SLOT_SIZE_MAX: u32 = 1 << 24;
 pub const SLOT_COUNT_DEFAULT: u32 = 1024;
 pub const SLOT_SIZE_DEFAULT: u32 = 64 * 1024;
 
+/// Largest single write the journal builds from entries of adjacent slots (and from adjacent
+/// header-zone sectors): one request instead of one per entry, as a raw sequential write would.
+pub const WRITE_RUN_BYTES_MAX: usize = 1 << 20;
+
 /// Reads the recovery scan keeps in flight at once.
 pub const RECOVERY_READS_MAX: usize = 64;
 
@@ -52,6 +56,7 @@ const _: () = {
     // either wholly old or wholly new.
     assert!(TEAR_SIZE.is_multiple_of(HEADER_SIZE));
     assert!(SUPERBLOCK_COPIES == 2 * SUPERBLOCK_QUORUM);
+    assert!(WRITE_RUN_BYTES_MAX.is_multiple_of(SECTOR_SIZE));
     assert!((SLOT_SIZE_DEFAULT as usize).is_multiple_of(SECTOR_SIZE));
     assert!((SLOT_SIZE_MAX as usize).is_multiple_of(SECTOR_SIZE));
     assert!(SLOT_COUNT_DEFAULT >= SLOT_COUNT_MIN && SLOT_COUNT_DEFAULT <= SLOT_COUNT_MAX);

@@ -89,6 +89,8 @@ fn torn_and_lost_tail_writes_are_truncated() {
         journal
             .append(&test_meta(next), &test_body(next))
             .expect("append");
+        // Submit the write (and its round's barrier), but crash before either completes.
+        journal.flush().expect("flush");
         let mut disk = journal.into_disk();
         // Each 512-byte unit tears independently, so a random crash almost always tears a
         // multi-unit entry; the other two modes cover a wholly lost and a wholly kept write.
@@ -335,6 +337,7 @@ fn unacknowledged_tail_does_not_widen_the_overwritten_zone() {
             .append(&test_meta(op), &test_body(op))
             .expect("append");
     }
+    journal.flush().expect("flush");
     // Let the entries land without a round writing their header copies.
     let mut disk = journal.into_disk();
     disk.crash(CrashMode::PersistAll);

@@ -48,6 +48,12 @@ impl AlignedBuf {
         }
     }
 
+    /// Bytes the buffer can hold without allocating.
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.sectors.capacity() * SECTOR_SIZE
+    }
+
     #[must_use]
     pub fn len(&self) -> usize {
         self.sectors.len() * SECTOR_SIZE

@@ -15,6 +15,7 @@ use std::collections::BTreeSet;
 use crate::checksum::Checksum;
 use crate::constants::{
     HEADER_SIZE, HEADERS_PER_SECTOR, RECOVERY_READS_MAX, SECTOR_SIZE, SUPERBLOCK_COPIES,
+    WRITE_RUN_BYTES_MAX,
 };
 use crate::disk::{AlignedBuf, Completion, DiskError, IoKind, VirtualDisk};
 use crate::ids::{ClusterId, CommitIndex, Op, ReplicaIndex, ShardId, View};
@@ -34,6 +35,18 @@ const TOKEN_SYNC: u64 = 8;
 
 /// Free buffers the journal keeps for reuse.
 const BUFFER_POOL_MAX: usize = 512;
+
+/// Free run buffers (each `WRITE_RUN_BYTES_MAX`) the journal keeps for reuse.
+const RUN_POOL_MAX: usize = 4;
+
+/// Entries of adjacent slots gathered into one write, submitted at the next round (or when the
+/// next entry is not adjacent, or the run is full).
+#[derive(Debug)]
+struct WriteRun {
+    offset: u64,
+    buf: AlignedBuf,
+    last_op: Op,
+}
 
 fn token(kind: u64, value: u64) -> u64 {
     assert!(
@@ -186,6 +199,8 @@ pub struct Journal<D: VirtualDisk> {
     round_owed: bool,
     flush_target: Option<Op>,
     pool: Vec<AlignedBuf>,
+    run_pool: Vec<AlignedBuf>,
+    run: Option<WriteRun>,
     completions: Vec<Completion>,
     reads: Vec<Completion>,
     syncs_done: u64,
@@ -325,6 +340,8 @@ impl<D: VirtualDisk> Journal<D> {
             round_owed: false,
             flush_target: None,
             pool: Vec::new(),
+            run_pool: Vec::new(),
+            run: None,
             completions: Vec::new(),
             reads: Vec::new(),
             syncs_done: 0,
@@ -550,17 +567,8 @@ impl<D: VirtualDisk> Journal<D> {
                 max: self.in_flight_max(),
             });
         }
-        let mut buf = self.take_buffer(header.padded_size());
-        let bytes = buf.as_mut_slice();
-        bytes[..HEADER_SIZE].copy_from_slice(&header.encode());
-        bytes[HEADER_SIZE..header.size as usize].copy_from_slice(body);
-        bytes[header.size as usize..].fill(0);
         let slot = self.layout.slot_of(header.op);
-        self.disk.submit_write(
-            self.layout.slot_offset(slot),
-            buf,
-            token(TOKEN_ENTRY, header.op.0),
-        );
+        self.add_to_run(self.layout.slot_offset(slot), header, body);
         self.headers[slot] = Some(*header);
         self.faulty[slot] = false;
         self.head = *header;
@@ -609,6 +617,49 @@ impl<D: VirtualDisk> Journal<D> {
         Ok(())
     }
 
+    /// Places an entry in the current write run if its slot directly follows the run's end
+    /// (slots as large as their entries, the ring not wrapping), else starts a new run.
+    fn add_to_run(&mut self, offset: u64, header: &Header, body: &[u8]) {
+        let padded = header.padded_size();
+        let extends = self.run.as_ref().is_some_and(|run| {
+            run.offset + run.buf.len() as u64 == offset
+                && run.buf.len() + padded <= WRITE_RUN_BYTES_MAX
+        });
+        if !extends {
+            self.submit_run();
+            let buf = self.run_pool.pop().unwrap_or_else(|| {
+                AlignedBuf::with_capacity(WRITE_RUN_BYTES_MAX.max(self.layout.slot_size()))
+            });
+            self.run = Some(WriteRun {
+                offset,
+                buf: AlignedBuf::default(),
+                last_op: header.op,
+            });
+            self.run.as_mut().expect("invariant: just set").buf = buf;
+            self.run
+                .as_mut()
+                .expect("invariant: just set")
+                .buf
+                .resize(0);
+        }
+        let run = self.run.as_mut().expect("invariant: a run exists");
+        let start = run.buf.len();
+        run.buf.resize(start + padded);
+        let bytes = &mut run.buf.as_mut_slice()[start..];
+        bytes[..HEADER_SIZE].copy_from_slice(&header.encode());
+        bytes[HEADER_SIZE..header.size as usize].copy_from_slice(body);
+        bytes[header.size as usize..].fill(0);
+        run.last_op = header.op;
+    }
+
+    /// Hands the current write run to the disk.
+    fn submit_run(&mut self) {
+        if let Some(run) = self.run.take() {
+            self.disk
+                .submit_write(run.offset, run.buf, token(TOKEN_ENTRY, run.last_op.0));
+        }
+    }
+
     fn take_buffer(&mut self, len: usize) -> AlignedBuf {
         let mut buf = self
             .pool
@@ -638,6 +689,8 @@ impl<D: VirtualDisk> Journal<D> {
     fn start_round(&mut self) {
         assert!(self.round.is_none());
         self.round_owed = false;
+        // Every entry appended so far must be submitted before the round's barrier.
+        self.submit_run();
         let copies_upto = self.entries_durable;
         for op in self.durable.0 + 1..=copies_upto.0 {
             let slot = self.layout.slot_of(Op(op));
@@ -658,20 +711,37 @@ impl<D: VirtualDisk> Journal<D> {
         self.dirty_sectors.insert(slot / HEADERS_PER_SECTOR);
     }
 
+    /// Writes the dirty header-zone sectors, adjacent ones as one write.
     fn write_dirty_copies(&mut self) {
-        for sector in std::mem::take(&mut self.dirty_sectors) {
-            let mut buf = self.take_buffer(SECTOR_SIZE);
-            let first = sector * HEADERS_PER_SECTOR;
-            let last = (first + HEADERS_PER_SECTOR).min(self.copies.len());
-            let bytes = buf.as_mut_slice();
-            bytes.fill(0);
-            for (i, copy) in self.copies[first..last].iter().enumerate() {
-                bytes[i * HEADER_SIZE..(i + 1) * HEADER_SIZE].copy_from_slice(copy);
+        let sectors: Vec<usize> = std::mem::take(&mut self.dirty_sectors)
+            .into_iter()
+            .collect();
+        let mut start = 0;
+        while start < sectors.len() {
+            let mut end = start + 1;
+            while end < sectors.len()
+                && sectors[end] == sectors[end - 1] + 1
+                && (end - start + 1) * SECTOR_SIZE <= WRITE_RUN_BYTES_MAX
+            {
+                end += 1;
             }
-            let offset = self.layout.header_sector_offset(sector);
-            self.disk
-                .submit_write(offset, buf, token(TOKEN_COPY, sector as u64));
+            self.write_copy_sectors(sectors[start], end - start);
+            start = end;
         }
+    }
+
+    fn write_copy_sectors(&mut self, first_sector: usize, count: usize) {
+        let mut buf = self.take_buffer(count * SECTOR_SIZE);
+        let bytes = buf.as_mut_slice();
+        bytes.fill(0);
+        let first = first_sector * HEADERS_PER_SECTOR;
+        let last = ((first_sector + count) * HEADERS_PER_SECTOR).min(self.copies.len());
+        for (i, copy) in self.copies[first..last].iter().enumerate() {
+            bytes[i * HEADER_SIZE..(i + 1) * HEADER_SIZE].copy_from_slice(copy);
+        }
+        let offset = self.layout.header_sector_offset(first_sector);
+        self.disk
+            .submit_write(offset, buf, token(TOKEN_COPY, first_sector as u64));
     }
 
     fn on_round_done(&mut self) {
@@ -747,6 +817,8 @@ impl<D: VirtualDisk> Journal<D> {
     /// view state would vouch for a log that is not on disk. The simulator found this: a new
     /// primary's log view survived a crash that lost the entries it had just repaired.
     fn start_superblock_update(&mut self, superblock: Superblock) {
+        // The log the new view state vouches for includes entries still gathered in a run.
+        self.submit_run();
         self.disk.submit_barrier(token(TOKEN_SUPERBLOCK_BARRIER, 0));
         self.superblock_writing = Some(superblock);
         self.superblock_phase = SuperblockPhase::LogBarrier;
@@ -829,10 +901,14 @@ impl<D: VirtualDisk> Journal<D> {
                 // fsyncgate: never retry; the state on disk is unknown.
                 self.poisoned.get_or_insert_with(|| cause.clone());
             }
-            if let Some(buf) = completion.buf
-                && self.pool.len() < BUFFER_POOL_MAX
-            {
-                self.pool.push(buf);
+            if let Some(buf) = completion.buf {
+                if buf.capacity() >= WRITE_RUN_BYTES_MAX {
+                    if self.run_pool.len() < RUN_POOL_MAX {
+                        self.run_pool.push(buf);
+                    }
+                } else if self.pool.len() < BUFFER_POOL_MAX {
+                    self.pool.push(buf);
+                }
             }
             if completion.kind != IoKind::Barrier || self.poisoned.is_some() {
                 continue;
@@ -920,6 +996,8 @@ impl<D: VirtualDisk> Journal<D> {
             op >= self.op_min && op <= self.head.op,
             "truncation point outside the log"
         );
+        // Entries still gathered in a run go out first, so the erasures below come after them.
+        self.submit_run();
         while self.round.is_some() || !self.is_idle() {
             self.wait()?;
         }
