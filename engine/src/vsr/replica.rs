@@ -768,16 +768,9 @@ impl<A: ChrApplication> Replica<A> {
             let first = acked.max(self.commit_max).0 + 1;
             let last = self.op().0.min(first + PIPELINE_MAX as u64 - 1);
             for op in first..=last {
-                let entry = &self.log[op as usize];
-                let Some(body) = entry.body.clone() else {
-                    continue;
-                };
-                let message = Message::Prepare {
-                    header: entry.header,
-                    body,
-                    commit: self.commit_max,
-                };
-                self.send_to_replica(replica, message, actions);
+                if let Some(message) = self.prepare_message(Op(op)) {
+                    self.send_to_replica(replica, message, actions);
+                }
             }
         }
     }
@@ -1028,26 +1021,27 @@ impl<A: ChrApplication> Replica<A> {
         checksum: Option<Checksum>,
         actions: &mut Vec<Action>,
     ) {
-        let Some(prepare) = self.log.get(op.0 as usize) else {
-            return;
-        };
-        if checksum.is_some_and(|c| c != prepare.header.checksum) {
+        if checksum.is_some_and(|c| self.header(op).is_none_or(|h| h.checksum != c)) {
             return;
         }
-        let Some(body) = prepare.body.clone() else {
-            return;
-        };
         // Without a checksum the requester trusts the chain, which only this view's primary
         // may extend.
         if checksum.is_none() && !self.is_primary() {
             return;
         }
-        let message = Message::Prepare {
-            header: prepare.header,
-            body,
+        if let Some(message) = self.prepare_message(op) {
+            self.send_to_replica(from, message, actions);
+        }
+    }
+
+    /// The prepare at `op` as a message, if this replica holds its body.
+    fn prepare_message(&self, op: Op) -> Option<Message> {
+        let entry = self.log.get(op.0 as usize)?;
+        Some(Message::Prepare {
+            header: entry.header,
+            body: entry.body.clone()?,
             commit: self.commit_max,
-        };
-        self.send_to_replica(from, message, actions);
+        })
     }
 
     // ---- Execution ----
