@@ -30,6 +30,11 @@ pub struct RunStats {
     pub network: NetworkStats,
     pub nodes: NodeStats,
     pub view_changes: u64,
+    /// Uncommitted ops new primaries dropped on a nack quorum.
+    pub ops_nacked: u64,
+    /// Restarts whose log might lack acknowledged ops (the replica recovered its head from a
+    /// primary).
+    pub recovering_heads: u64,
     pub skewed_clocks: u64,
     pub client_crashes: u64,
     pub disk_bit_flips: u64,
@@ -382,12 +387,8 @@ impl Simulation {
         let options = self.options;
         for shard in &mut self.shards {
             for node in &mut shard.nodes {
-                // A replica whose disk the atlas corrupts does not also lose power: a misdirected
-                // entry write plus a lost header-copy write would leave an op whose header is
-                // known nowhere on that replica, and repairing headers from peers (TigerBeetle's
-                // request_headers) is not built yet. It is restarted cleanly in the scrub phase.
                 let crash = self.rng.chance(u64::from(options.crash_ppm), 1_000_000);
-                if node.is_up() && crash && !node.disk_corruptible() {
+                if node.is_up() && crash {
                     let restart_at = self.tick + 1 + self.rng.below(options.restart_ticks_max);
                     node.crash(self.tick, restart_at);
                 }
@@ -517,9 +518,10 @@ impl Simulation {
                     self.stats.disk_misdirected_writes += disk.misdirected_writes;
                     self.stats.disk_read_errors += disk.read_errors;
                 }
-                if let Some(replica) = &node.replica {
-                    self.stats.view_changes += replica.stats().view_changes;
-                }
+                let replica = node.replica_stats();
+                self.stats.view_changes += replica.view_changes;
+                self.stats.ops_nacked += replica.ops_nacked;
+                self.stats.recovering_heads += replica.recovering_head;
             }
         }
     }

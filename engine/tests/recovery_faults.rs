@@ -368,7 +368,7 @@ fn consecutive_superblock_crashes_never_regress_the_view() {
     for seed in 0..64 {
         let mut journal = acked_journal(seed);
         journal
-            .write_superblock(View(1), View(1), CommitIndex(Some(Op(ACKED))))
+            .write_superblock(View(1), View(1), CommitIndex(Some(Op(ACKED))), false)
             .expect("write");
         // The log barrier and the first half complete; the second half is in flight when the
         // power fails.
@@ -383,7 +383,7 @@ fn consecutive_superblock_crashes_never_regress_the_view() {
             "seed {seed}: first crash"
         );
         journal
-            .write_superblock(View(2), View(2), CommitIndex(Some(Op(ACKED))))
+            .write_superblock(View(2), View(2), CommitIndex(Some(Op(ACKED))), false)
             .expect("write");
         let mut disk = journal.into_disk();
         disk.crash(CrashMode::Random);
@@ -411,7 +411,7 @@ fn view_state_never_outruns_the_log() {
                 .expect("append");
         }
         journal
-            .write_superblock(View(1), View(1), CommitIndex(Some(Op(ACKED))))
+            .write_superblock(View(1), View(1), CommitIndex(Some(Op(ACKED))), false)
             .expect("write");
         for _ in 0..seed % 4 {
             journal.poll().expect("poll");

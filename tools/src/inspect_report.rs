@@ -76,10 +76,15 @@ fn report_lines(report: &RecoveryReport, copies: &[Option<Superblock>], out: &mu
             sb.cluster, sb.shard, sb.replica, sb.replica_count, sb.sequence
         ),
     ));
+    let recovering = if sb.recovering_head {
+        " (recovering head: the log may lack acknowledged ops; the replica waits for a view's log from its peers)"
+    } else {
+        ""
+    };
     out.push(field(
         "view",
         format!(
-            "view {}, log view {}, commit {}",
+            "view {}, log view {}, commit {}{recovering}",
             sb.view, sb.log_view, sb.commit
         ),
     ));
@@ -375,6 +380,7 @@ mod tests {
             view: View(sequence),
             log_view: View(sequence),
             commit: CommitIndex(Some(Op(0))),
+            recovering_head: false,
             config: LogConfig {
                 slot_count: 16,
                 slot_size: 8192,

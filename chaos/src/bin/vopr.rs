@@ -78,6 +78,8 @@ impl Summary {
         t.ops_committed += stats.ops_committed;
         t.requests_acknowledged += stats.requests_acknowledged;
         t.view_changes += stats.view_changes;
+        t.ops_nacked += stats.ops_nacked;
+        t.recovering_heads += stats.recovering_heads;
         t.skewed_clocks += stats.skewed_clocks;
         t.client_crashes += stats.client_crashes;
         t.nodes.crashes += stats.nodes.crashes;
@@ -106,6 +108,10 @@ impl Summary {
         println!("ops committed:           {}", t.ops_committed);
         println!("requests acknowledged:   {}", t.requests_acknowledged);
         println!("view changes:            {}", t.view_changes);
+        println!(
+            "uncommitted ops dropped on a nack quorum (PAR): {}",
+            t.ops_nacked
+        );
         println!("faults injected:");
         println!("  messages dropped:      {}", t.network.dropped);
         println!("  messages duplicated:   {}", t.network.duplicated);
@@ -125,6 +131,10 @@ impl Summary {
         println!(
             "  faulty entries found at restart (repaired from peers): {}",
             t.nodes.faulty_at_restart
+        );
+        println!(
+            "  restarts recovering their head (both witnesses of an entry lost): {}",
+            t.recovering_heads
         );
         println!("  skewed clocks:         {}", t.skewed_clocks);
         println!("  client crashes:        {}", t.client_crashes);

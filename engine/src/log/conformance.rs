@@ -59,7 +59,7 @@ pub fn journal_roundtrip<H: DiskHarness>(harness: &mut H) {
         }
     }
     journal
-        .write_superblock(View(2), View(1), CommitIndex(Some(Op(30))))
+        .write_superblock(View(2), View(1), CommitIndex(Some(Op(30))), false)
         .expect("superblock");
     journal.sync().expect("sync");
     assert_eq!(journal.durable_op(), Op(ops));

@@ -256,6 +256,7 @@ impl<D: VirtualDisk> Journal<D> {
             view: View(0),
             log_view: View(0),
             commit: CommitIndex(Some(Op(0))),
+            recovering_head: false,
             config: params.config,
         };
         for half in [
@@ -773,11 +774,13 @@ impl<D: VirtualDisk> Journal<D> {
 
     /// Starts a durable update of the view state. Views never regress. Returns at once;
     /// [`Journal::superblock`] shows the new state once both halves are durable.
+    /// `recovering_head` is [`Superblock::recovering_head`].
     pub fn write_superblock(
         &mut self,
         view: View,
         log_view: View,
         commit: CommitIndex,
+        recovering_head: bool,
     ) -> Result<(), JournalError> {
         self.check_poisoned()?;
         let latest = self
@@ -796,6 +799,7 @@ impl<D: VirtualDisk> Journal<D> {
             view,
             log_view,
             commit,
+            recovering_head,
             ..latest
         };
         if self.superblock_phase == SuperblockPhase::Idle {

@@ -389,6 +389,22 @@ pub struct Analysis {
     pub dropped_prefix: Option<Op>,
 }
 
+impl Analysis {
+    /// True if the log may lack ops that were acknowledged from it: a slot lost both witnesses
+    /// (its op is unknown, and may have been the newest), or the chain breaks among entries that
+    /// may have been acknowledged. A replica must not vote on such a log; it waits for a view's
+    /// log from its peers instead.
+    #[must_use]
+    pub fn head_uncertain(&self) -> bool {
+        self.chain_break.is_some()
+            || self.faulty.iter().any(|f| f.expected.is_none())
+            || self
+                .rows
+                .iter()
+                .any(|&row| TABLE[row].decision == Decision::FaultyUnknownOp)
+    }
+}
+
 /// Analyses every slot of a ring.
 #[must_use]
 pub fn analyze(layout: &Layout, findings: &[SlotFinding]) -> Analysis {

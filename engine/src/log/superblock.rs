@@ -26,6 +26,11 @@ pub struct Superblock {
     /// The view in which this replica's log was last known to be complete. Never regresses.
     pub log_view: View,
     pub commit: CommitIndex,
+    /// The log may lack ops this replica acknowledged (recovery lost both witnesses of an
+    /// entry, or the replica dropped entries it could not connect to a new view's log). Until
+    /// its log view advances, the replica votes in no view change: its log is not evidence of
+    /// what was committed. Cleared by the update that advances the log view.
+    pub recovering_head: bool,
     pub config: LogConfig,
 }
 
@@ -42,6 +47,7 @@ impl Superblock {
         b[28] = self.replica.0;
         b[29] = self.replica_count;
         b[30] = u8::from(self.commit.0.is_some());
+        b[31] = u8::from(self.recovering_head);
         b[32..40].copy_from_slice(&self.sequence.to_le_bytes());
         b[40..48].copy_from_slice(&self.cluster.0.to_le_bytes());
         b[48..56].copy_from_slice(&self.view.0.to_le_bytes());
@@ -69,6 +75,11 @@ impl Superblock {
             1 => CommitIndex(Some(Op(u64::from_le_bytes(le(b, 64))))),
             _ => return None,
         };
+        let recovering_head = match b[31] {
+            0 => false,
+            1 => true,
+            _ => return None,
+        };
         let superblock = Superblock {
             sequence: u64::from_le_bytes(le(b, 32)),
             cluster: ClusterId(u64::from_le_bytes(le(b, 40))),
@@ -78,6 +89,7 @@ impl Superblock {
             view: View(u64::from_le_bytes(le(b, 48))),
             log_view: View(u64::from_le_bytes(le(b, 56))),
             commit,
+            recovering_head,
             config: LogConfig {
                 slot_count: u32::from_le_bytes(le(b, 72)),
                 slot_size: u32::from_le_bytes(le(b, 76)),
@@ -121,6 +133,7 @@ mod tests {
             view: View(sequence + 4),
             log_view: View(sequence + 3),
             commit: CommitIndex(Some(Op(0))),
+            recovering_head: false,
             config: LogConfig {
                 slot_count: 64,
                 slot_size: 8192,
@@ -143,6 +156,15 @@ mod tests {
         };
         assert_eq!(Superblock::decode(&none.encode(0), 0), Some(none));
         assert_ne!(none.encode(0), sb.encode(0));
+        let recovering = Superblock {
+            recovering_head: true,
+            ..sb
+        };
+        assert_eq!(
+            Superblock::decode(&recovering.encode(1), 1),
+            Some(recovering)
+        );
+        assert_ne!(recovering.encode(1), sb.encode(1));
         let mut torn = sb.encode(0);
         torn[600] ^= 1;
         assert_eq!(Superblock::decode(&torn, 0), None);

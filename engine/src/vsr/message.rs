@@ -80,12 +80,14 @@ pub enum Message {
         checksum: Checksum,
     },
     StartViewChange,
-    /// A vote for the new primary, with the sender's log suffix headers.
+    /// A vote for the new primary, with the sender's log suffix headers and the ops among them
+    /// whose entries it holds as faulty (it lost their bodies and never nacks them).
     DoViewChange {
         log_view: View,
         op: Op,
         commit: Op,
         headers: Vec<Header>,
+        faulty: Vec<Op>,
     },
     /// The new primary's log suffix headers and commit point.
     StartView {
@@ -236,12 +238,17 @@ fn encode_message(message: &Message, out: &mut Vec<u8>) {
             op,
             commit,
             headers,
+            faulty,
         } => {
             out.push(7);
             put_u64(out, log_view.0);
             put_u64(out, op.0);
             put_u64(out, commit.0);
             encode_headers(headers, out);
+            put_u64(out, faulty.len() as u64);
+            for op in faulty {
+                put_u64(out, op.0);
+            }
         }
         Message::StartView {
             op,

@@ -126,6 +126,8 @@ pub enum Action {
         view: View,
         log_view: View,
         commit: CommitIndex,
+        /// [`Superblock::recovering_head`]: the log may lack ops this replica acknowledged.
+        recovering_head: bool,
     },
     Send {
         to: Endpoint,
@@ -153,6 +155,9 @@ pub enum Action {
 pub enum Status {
     Normal,
     ViewChange,
+    /// Restarted with a log that may lack ops it acknowledged (recovery lost both witnesses
+    /// of an entry): it votes in no view change and waits for a view's log from a primary.
+    RecoveringHead,
 }
 
 #[derive(Clone, Debug)]
@@ -174,7 +179,37 @@ struct DoViewChange {
     log_view: View,
     op: Op,
     commit: Op,
+    /// The sender's newest headers, contiguous and ending at `op`.
     headers: Vec<Header>,
+    /// Ops among `headers` whose bodies the sender lost (sorted).
+    faulty: Vec<Op>,
+}
+
+impl DoViewChange {
+    /// True if the sender holds `(op, checksum)` with its body.
+    fn holds_intact(&self, op: Op, checksum: Checksum) -> bool {
+        self.header_at(op).is_some_and(|h| h.checksum == checksum)
+            && self.faulty.binary_search(&op).is_err()
+    }
+
+    /// True if the sender says it does not hold `(op, checksum)`: its log ends before `op`, or
+    /// holds another entry there that it has not lost. Such a replica never acknowledged that
+    /// entry in a view that committed it (committed entries stay in every later view's log),
+    /// so it counts towards PAR's nack quorum. A replica never nacks an entry it holds as
+    /// faulty, and says nothing of ops older than the headers it sent.
+    fn nacks(&self, op: Op, checksum: Checksum) -> bool {
+        if op > self.op {
+            return true;
+        }
+        self.faulty.binary_search(&op).is_err()
+            && self.header_at(op).is_some_and(|h| h.checksum != checksum)
+    }
+
+    fn header_at(&self, op: Op) -> Option<&Header> {
+        let first = self.headers.first()?.op;
+        let index = usize::try_from(op.0.checked_sub(first.0)?).ok()?;
+        self.headers.get(index).filter(|h| h.op == op)
+    }
 }
 
 /// Counters for summaries.
@@ -184,6 +219,11 @@ pub struct ReplicaStats {
     pub dropped_corrupt: u64,
     pub view_changes: u64,
     pub ops_executed: u64,
+    /// Uncommitted ops a new primary dropped on a nack quorum (PAR) because no replica it
+    /// heard from still held them.
+    pub ops_nacked: u64,
+    /// Restarts that found the log may lack acknowledged ops.
+    pub recovering_head: u64,
 }
 
 /// Why a replica cannot start from its journal.
@@ -226,6 +266,9 @@ pub struct Replica<A: ChrApplication> {
     do_view_change_from: BTreeMap<u8, DoViewChange>,
     /// The new primary has chosen its log and waits for it to be complete and durable.
     view_log_chosen: bool,
+    /// The log may lack ops this replica acknowledged: it sends no `do_view_change` until its
+    /// log view advances (persisted as [`Superblock::recovering_head`]).
+    recovering_head: bool,
     /// A backup installing a view's log must reach this op before its log view advances.
     view_log_end: Option<Op>,
     tick: u64,
@@ -246,9 +289,13 @@ pub struct Replica<A: ChrApplication> {
 pub struct Recovered {
     pub superblock: Superblock,
     /// Every entry from op 0 to the head, in order.
-    /// A body is `None` for an entry the journal holds as faulty (its header is known from
-    /// the redundant header copy); the replica fetches it from a peer.
-    pub entries: Vec<(Header, Option<Vec<u8>>)>,
+    /// A body is `None` for an entry the journal holds as faulty; the replica fetches it from a
+    /// peer by the header's checksum. A header is `None` where recovery lost both witnesses of
+    /// the entry: the replica drops the log from there and recovers its head from a primary.
+    pub entries: Vec<(Option<Header>, Option<Vec<u8>>)>,
+    /// Recovery could not vouch that the log holds every op it acknowledged
+    /// ([`Analysis::head_uncertain`](crate::log::Analysis::head_uncertain)).
+    pub head_uncertain: bool,
 }
 
 impl<A: ChrApplication> Replica<A> {
@@ -281,6 +328,7 @@ impl<A: ChrApplication> Replica<A> {
             start_view_change_from: BTreeSet::new(),
             do_view_change_from: BTreeMap::new(),
             view_log_chosen: false,
+            recovering_head: false,
             view_log_end: None,
             tick: 0,
             primary_contact_tick: 0,
@@ -310,7 +358,7 @@ impl<A: ChrApplication> Replica<A> {
         let superblock = recovered.superblock;
         let mut entries = recovered.entries.into_iter();
         match entries.next() {
-            Some((root, body)) if root.op == Op(0) => {
+            Some((Some(root), body)) if root.op == Op(0) => {
                 assert_eq!(root, replica.log[0].header);
                 if body.is_none() {
                     // The root's body is empty and known to all: repair it at once.
@@ -320,20 +368,21 @@ impl<A: ChrApplication> Replica<A> {
                     });
                 }
             }
-            Some((first, _)) => return Err(RecoverError::LogWrapped { op_min: first.op }),
-            None => return Err(RecoverError::LogWrapped { op_min: Op(0) }),
+            Some((Some(first), _)) => return Err(RecoverError::LogWrapped { op_min: first.op }),
+            Some((None, _)) | None => return Err(RecoverError::LogWrapped { op_min: Op(0) }),
         }
+        let mut lost = recovered.head_uncertain || superblock.recovering_head;
+        let mut dropped = false;
         for (header, body) in entries {
-            assert_eq!(
-                header.op,
-                replica.op().next(),
-                "invariant: recovered entries are contiguous"
-            );
-            assert_eq!(
-                header.parent,
-                replica.head().checksum,
-                "invariant: recovered chain"
-            );
+            let next = header
+                .filter(|h| h.op == replica.op().next() && h.parent == replica.head().checksum);
+            let Some(header) = next else {
+                // Both witnesses of this entry were lost (or the chain breaks here): what
+                // follows cannot be trusted, and what was lost may have been acknowledged.
+                lost = true;
+                dropped = true;
+                break;
+            };
             replica.log.push(Entry {
                 header,
                 body: body.map(Body::from),
@@ -349,6 +398,23 @@ impl<A: ChrApplication> Replica<A> {
         replica.status = Status::ViewChange;
         replica.execute_committed(actions);
         replica.status = Status::Normal;
+        if lost {
+            replica.status = Status::RecoveringHead;
+            replica.recovering_head = true;
+            replica.stats.recovering_head += 1;
+            // The mark is durable before the log is cut, so a crash in between cannot leave a
+            // short log that looks complete for its log view.
+            if !superblock.recovering_head {
+                replica.persist_view(replica.view, replica.log_view, actions);
+            }
+            if dropped {
+                actions.push(Action::Truncate {
+                    after: replica.op(),
+                });
+            }
+            replica.check_invariants();
+            return Ok(replica);
+        }
         if replica.log_view < replica.view {
             replica.status = Status::ViewChange;
         }
@@ -466,6 +532,7 @@ impl<A: ChrApplication> Replica<A> {
         assert!(self.durable <= self.op(), "durable beyond the log");
         assert!(self.log_view <= self.view, "log view ahead of view");
         assert!(self.view_durable <= self.view && self.log_view_durable <= self.log_view);
+        assert!(self.status != Status::RecoveringHead || self.recovering_head);
         // Constant time: `append` asserts each new op extends the head, and truncation only
         // shortens the log, so the head's position is the one to check.
         let head_index = self.log.len() - 1;
@@ -559,6 +626,17 @@ impl<A: ChrApplication> Replica<A> {
                     self.retransmit_view_change(actions);
                 }
             }
+            Status::RecoveringHead => {
+                // No timeouts: a replica that cannot vote must not push the others into ever
+                // newer views. It asks whoever is primary for the view's log, and announces
+                // its own durable view, which it cannot go back on: if it promised a view the
+                // others never reached, they must move to it (without this replica's vote)
+                // before any primary can answer it.
+                if retransmit_due {
+                    self.broadcast(&Message::RequestStartView, actions);
+                    self.broadcast(&Message::StartViewChange, actions);
+                }
+            }
         }
     }
 
@@ -582,6 +660,18 @@ impl<A: ChrApplication> Replica<A> {
             }
             Endpoint::Client(_) => None,
         };
+        if self.status == Status::RecoveringHead {
+            match (&envelope.message, replica_from) {
+                (Message::StartView { .. } | Message::RequestPrepare { .. }, Some(_)) => {}
+                (Message::Prepare { .. } | Message::Commit { .. }, Some(from)) => {
+                    if self.behind_primary(view, from) {
+                        self.send_to_replica(from, Message::RequestStartView, actions);
+                    }
+                    return;
+                }
+                _ => return,
+            }
+        }
         match (envelope.message, replica_from) {
             (Message::Request(request), None) => self.on_request(request, actions),
             (
@@ -609,6 +699,7 @@ impl<A: ChrApplication> Replica<A> {
                     op,
                     commit,
                     headers,
+                    faulty,
                 },
                 Some(from),
             ) => {
@@ -617,6 +708,7 @@ impl<A: ChrApplication> Replica<A> {
                     op,
                     commit,
                     headers,
+                    faulty,
                 };
                 self.on_do_view_change(view, from, dvc, actions);
             }
@@ -842,7 +934,7 @@ impl<A: ChrApplication> Replica<A> {
     fn behind_primary(&self, view: View, from: u8) -> bool {
         ReplicaIndex(from) == self.primary_of(view)
             && !self.is_primary_of(view)
-            && (view > self.view || (view == self.view && self.status == Status::ViewChange))
+            && (view > self.view || (view == self.view && self.status != Status::Normal))
     }
 
     fn drain_reorder(&mut self, actions: &mut Vec<Action>) {
@@ -1155,13 +1247,28 @@ impl<A: ChrApplication> Replica<A> {
         self.target.clear();
         self.prepare_ok_sent = None;
         self.stats.view_changes += 1;
-        let commit = CommitIndex(Some(self.commit_max));
+        self.persist_view(view, self.log_view, actions);
+        self.broadcast(&Message::StartViewChange, actions);
+    }
+
+    /// Asks for the view state to be written to the superblock.
+    fn persist_view(&self, view: View, log_view: View, actions: &mut Vec<Action>) {
         actions.push(Action::PersistView {
             view,
-            log_view: self.log_view,
-            commit,
+            log_view,
+            commit: CommitIndex(Some(self.commit_max.min(self.op()))),
+            recovering_head: self.recovering_head,
         });
-        self.broadcast(&Message::StartViewChange, actions);
+    }
+
+    /// The log now holds the whole log of this replica's view: the log view advances, and a
+    /// recovering head is recovered.
+    fn advance_log_view(&mut self, actions: &mut Vec<Action>) {
+        if self.log_view != self.view || self.recovering_head {
+            self.log_view = self.view;
+            self.recovering_head = false;
+            self.persist_view(self.view, self.view, actions);
+        }
     }
 
     fn retransmit_view_change(&mut self, actions: &mut Vec<Action>) {
@@ -1186,22 +1293,35 @@ impl<A: ChrApplication> Replica<A> {
 
     /// The newest headers of the log, for view-change messages.
     fn suffix_headers(&self) -> Vec<Header> {
-        let first = self.log.len().saturating_sub(VIEW_HEADERS_MAX).max(1);
-        self.log[first..].iter().map(|p| p.header).collect()
+        self.log[self.suffix_start()..]
+            .iter()
+            .map(|p| p.header)
+            .collect()
+    }
+
+    fn suffix_start(&self) -> usize {
+        self.log.len().saturating_sub(VIEW_HEADERS_MAX).max(1)
     }
 
     fn send_do_view_change(&mut self, actions: &mut Vec<Action>) {
         let ready = self.status == Status::ViewChange
             && self.start_view_change_from.len() >= self.quorum()
-            && self.view_durable == self.view;
+            && self.view_durable == self.view
+            && !self.recovering_head;
         if !ready {
             return;
         }
+        let faulty = self.log[self.suffix_start()..]
+            .iter()
+            .filter(|e| e.body.is_none())
+            .map(|e| e.header.op)
+            .collect();
         let dvc = DoViewChange {
             log_view: self.log_view,
             op: self.op(),
             commit: self.commit_max,
             headers: self.suffix_headers(),
+            faulty,
         };
         let primary = self.primary_of(self.view).0;
         if primary == self.config.replica.0 {
@@ -1212,6 +1332,7 @@ impl<A: ChrApplication> Replica<A> {
                 op: dvc.op,
                 commit: dvc.commit,
                 headers: dvc.headers,
+                faulty: dvc.faulty,
             };
             self.send_to_replica(primary, message, actions);
         }
@@ -1233,6 +1354,7 @@ impl<A: ChrApplication> Replica<A> {
         match self.status {
             Status::ViewChange => self.record_do_view_change(from, dvc, actions),
             Status::Normal => self.send_start_view(from, actions),
+            Status::RecoveringHead => {}
         }
     }
 
@@ -1240,7 +1362,60 @@ impl<A: ChrApplication> Replica<A> {
         self.do_view_change_from.insert(from, dvc);
         if !self.view_log_chosen && self.do_view_change_from.len() >= self.quorum() {
             self.choose_view_log(actions);
+        } else if self.view_log_chosen {
+            // A later vote may complete a nack quorum.
+            self.drop_unrecoverable(actions);
         }
+    }
+
+    /// PAR's rule for an uncommitted entry of the chosen log that no replica heard from still
+    /// holds: if a nack quorum says it does not hold it, it cannot have been committed, and
+    /// the log is cut before it (and everything after it, which chains from it). Without the
+    /// quorum the entry may be committed: the view change waits for a replica that has it.
+    fn drop_unrecoverable(&mut self, actions: &mut Vec<Action>) {
+        let deciding = self.status == Status::ViewChange
+            && self.view_log_chosen
+            && self.is_primary_of(self.view);
+        if !deciding {
+            return;
+        }
+        let commit = self
+            .do_view_change_from
+            .values()
+            .map(|d| d.commit)
+            .fold(self.commit_max, Op::max);
+        let end = self.target.keys().next_back().copied().unwrap_or(Op(0));
+        let end = end.max(self.op());
+        let nack_quorum = usize::from(self.config.replica_count) - self.quorum() + 1;
+        let mut cut = None;
+        for op in commit.0 + 1..=end.0 {
+            let op = Op(op);
+            let checksum = match self.log.get(op.0 as usize) {
+                Some(entry) if entry.body.is_some() => continue,
+                Some(entry) => entry.header.checksum,
+                None => match self.target.get(&op) {
+                    Some(checksum) => *checksum,
+                    None => continue,
+                },
+            };
+            let votes = self.do_view_change_from.values();
+            if votes.clone().any(|d| d.holds_intact(op, checksum)) {
+                continue; // Repair will fetch it.
+            }
+            if votes.filter(|d| d.nacks(op, checksum)).count() >= nack_quorum {
+                cut = Some(op);
+                break;
+            }
+        }
+        let Some(op) = cut else {
+            return;
+        };
+        let keep = Op(op.0 - 1);
+        let dropped = self.target.range(op..).count() as u64 + self.op().0.saturating_sub(keep.0);
+        self.stats.ops_nacked += dropped;
+        self.target.retain(|target, _| *target < op);
+        self.truncate_to(keep, actions);
+        self.maybe_finish_view_change(actions);
     }
 
     /// The new primary picks the log of the view: the highest log view, then the highest op.
@@ -1273,6 +1448,7 @@ impl<A: ChrApplication> Replica<A> {
         if self.adopt_log(&best.headers, best.op, actions) {
             self.commit_max = self.commit_max.max(commit);
             self.view_log_chosen = true;
+            self.drop_unrecoverable(actions);
             self.repair(actions);
             self.maybe_finish_view_change(actions);
         }
@@ -1330,15 +1506,7 @@ impl<A: ChrApplication> Replica<A> {
         if self.status != Status::ViewChange || !self.target.is_empty() {
             return;
         }
-        if self.log_view != self.view {
-            self.log_view = self.view;
-            let commit = CommitIndex(Some(self.commit_max.min(self.op())));
-            actions.push(Action::PersistView {
-                view: self.view,
-                log_view: self.view,
-                commit,
-            });
-        }
+        self.advance_log_view(actions);
     }
 
     /// A backup whose log now holds the whole log of its view advances its log view.
@@ -1350,15 +1518,7 @@ impl<A: ChrApplication> Replica<A> {
             return;
         }
         self.view_log_end = None;
-        if self.log_view != self.view {
-            self.log_view = self.view;
-            let commit = CommitIndex(Some(self.commit_max.min(self.op())));
-            actions.push(Action::PersistView {
-                view: self.view,
-                log_view: self.view,
-                commit,
-            });
-        }
+        self.advance_log_view(actions);
     }
 
     fn on_view_durable(&mut self, view: View, log_view: View, actions: &mut Vec<Action>) {
@@ -1379,6 +1539,7 @@ impl<A: ChrApplication> Replica<A> {
                 self.send_prepare_ok(actions);
                 self.prepare_requests(actions);
             }
+            Status::RecoveringHead => {}
         }
         self.check_invariants();
     }
@@ -1425,19 +1586,26 @@ impl<A: ChrApplication> Replica<A> {
         headers: &[Header],
         actions: &mut Vec<Action>,
     ) {
-        let newer = view > self.view || (view == self.view && self.status == Status::ViewChange);
+        let newer = view > self.view || (view == self.view && self.status != Status::Normal);
         if !newer || ReplicaIndex(from) != self.primary_of(view) {
             return;
         }
         // Out-of-order prepares from an older view may not belong to this view's log.
         self.reorder.clear();
+        self.view = view;
         if !self.adopt_log(headers, op, actions) {
             // Too far behind to connect: keep the committed prefix, which every view's log
-            // shares, and repair forward from the primary.
-            self.truncate_to(self.commit_max.min(self.op()).max(self.commit_min), actions);
+            // shares, and repair forward from the primary. Ops beyond it may have been
+            // acknowledged, so the log is marked as recovering its head, durably, before it is
+            // cut.
+            let keep = self.commit_max.min(self.op()).max(self.commit_min);
+            if keep < self.op() && !self.recovering_head {
+                self.recovering_head = true;
+                self.persist_view(view, self.log_view, actions);
+            }
+            self.truncate_to(keep, actions);
             self.target.clear();
         }
-        self.view = view;
         self.status = Status::Normal;
         self.view_log_chosen = false;
         self.primary_contact_tick = self.tick;
@@ -1446,12 +1614,7 @@ impl<A: ChrApplication> Replica<A> {
         self.view_log_end = Some(op);
         // The view is durable at once; the log view only once the log holds the whole view
         // log: a log view on disk vouches that the log beside it is complete for that view.
-        let durable_commit = CommitIndex(Some(self.commit_max.min(self.op())));
-        actions.push(Action::PersistView {
-            view,
-            log_view: self.log_view,
-            commit: durable_commit,
-        });
+        self.persist_view(view, self.log_view, actions);
         self.complete_view_log(actions);
         self.repair(actions);
         self.execute_committed(actions);
