@@ -4,14 +4,23 @@
 //!
 //! - [`wire`]: VSR envelopes to bytes and back.
 //! - [`frame`]: length-prefixed frames and an incremental decoder.
+//! - [`handshake`]: the first frame of a replica link and the checks on it.
+//! - [`backoff`]: the reconnect schedule.
+//! - [`send_buffer`]: bounded outbound bytes with backpressure.
 //!
 //! `docs/internals/net.md` has the byte layouts.
 
+pub mod backoff;
 pub mod constants;
 mod cursor;
 pub mod error;
 pub mod frame;
+pub mod handshake;
+pub mod send_buffer;
 pub mod wire;
 
+pub use backoff::Backoff;
 pub use error::NetError;
 pub use frame::{Frame, FrameDecoder, FrameKind};
+pub use handshake::Hello;
+pub use send_buffer::{Full, SendBuffer};
