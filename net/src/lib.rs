@@ -7,6 +7,7 @@
 //! - [`handshake`]: the first frame of a replica link and the checks on it.
 //! - [`backoff`]: the reconnect schedule.
 //! - [`send_buffer`]: bounded outbound bytes with backpressure.
+//! - [`slots`]: Redis Cluster hash slots and each shard's slot range.
 //!
 //! `docs/internals/net.md` has the byte layouts.
 
@@ -17,6 +18,7 @@ pub mod error;
 pub mod frame;
 pub mod handshake;
 pub mod send_buffer;
+pub mod slots;
 pub mod wire;
 
 pub use backoff::Backoff;
@@ -24,3 +26,4 @@ pub use error::NetError;
 pub use frame::{Frame, FrameDecoder, FrameKind};
 pub use handshake::Hello;
 pub use send_buffer::{Full, SendBuffer};
+pub use slots::{Slot, SlotRange, key_shard, key_slot};
