@@ -8,6 +8,7 @@
 //! - [`backoff`]: the reconnect schedule.
 //! - [`send_buffer`]: bounded outbound bytes with backpressure.
 //! - [`slots`]: Redis Cluster hash slots and each shard's slot range.
+//! - [`resp`]: RESP2 requests, replies and commands.
 //!
 //! `docs/internals/net.md` has the byte layouts.
 
@@ -17,6 +18,7 @@ mod cursor;
 pub mod error;
 pub mod frame;
 pub mod handshake;
+pub mod resp;
 pub mod send_buffer;
 pub mod slots;
 pub mod wire;
