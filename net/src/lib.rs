@@ -1,2 +1,31 @@
-//! Wire codecs, the replica-to-replica transport and the native client library. Decoding never
-//! panics on any input. The codecs arrive with the node issue.
+//! Wire codecs, the replica-to-replica transport's pure parts and the Redis protocol front
+//! end. Nothing here opens a socket, reads a clock or spawns a thread: the node's reactor
+//! drives these types, and decoding never panics on any input.
+//!
+//! - [`wire`]: VSR envelopes to bytes and back.
+//! - [`frame`]: length-prefixed frames and an incremental decoder.
+//! - [`handshake`]: the first frame of a replica link and the checks on it.
+//! - [`backoff`]: the reconnect schedule.
+//! - [`send_buffer`]: bounded outbound bytes with backpressure.
+//! - [`slots`]: Redis Cluster hash slots and each shard's slot range.
+//! - [`resp`]: RESP2 requests, replies and commands.
+//!
+//! `docs/internals/net.md` has the byte layouts.
+
+pub mod backoff;
+pub mod constants;
+mod cursor;
+pub mod error;
+pub mod frame;
+pub mod handshake;
+pub mod resp;
+pub mod send_buffer;
+pub mod slots;
+pub mod wire;
+
+pub use backoff::Backoff;
+pub use error::NetError;
+pub use frame::{Frame, FrameDecoder, FrameKind};
+pub use handshake::Hello;
+pub use send_buffer::{Full, SendBuffer};
+pub use slots::{Slot, SlotRange, key_shard, key_slot};
