@@ -100,6 +100,7 @@ fn decode_message(c: &mut Cursor<'_>) -> Result<Message, NetError> {
             op: Op(c.u64("do_view_change op")?),
             commit: Op(c.u64("do_view_change commit")?),
             headers: decode_headers(c)?,
+            faulty: decode_ops(c)?,
         },
         8 => Message::StartView {
             op: Op(c.u64("start_view op")?),
@@ -189,6 +190,17 @@ fn decode_header(c: &mut Cursor<'_>, field: &'static str) -> Result<Header, NetE
         HeaderState::Valid(header) => Ok(header),
         HeaderState::Zero | HeaderState::Corrupt => Err(NetError::CorruptHeader { field }),
     }
+}
+
+fn decode_ops(c: &mut Cursor<'_>) -> Result<Vec<Op>, NetError> {
+    let count = c.u64("faulty op count")?;
+    // Checked against the remaining bytes first: the allocation below is bounded by the input.
+    let mut bytes = Cursor::new(c.counted(count, 8, "faulty ops")?);
+    let mut ops = Vec::with_capacity(bytes.remaining() / 8);
+    while bytes.remaining() > 0 {
+        ops.push(Op(bytes.u64("faulty op")?));
+    }
+    Ok(ops)
 }
 
 fn decode_headers(c: &mut Cursor<'_>) -> Result<Vec<Header>, NetError> {

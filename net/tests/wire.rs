@@ -97,14 +97,22 @@ fn message() -> impl Strategy<Value = Message> {
             checksum: Checksum(c),
         }),
         Just(Message::StartViewChange),
-        (any::<u64>(), any::<u64>(), any::<u64>(), headers()).prop_map(
-            |(log_view, op, commit, headers)| Message::DoViewChange {
-                log_view: View(log_view),
-                op: Op(op),
-                commit: Op(commit),
-                headers,
-            }
-        ),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            headers(),
+            proptest::collection::vec(any::<u64>(), 0..4)
+        )
+            .prop_map(
+                |(log_view, op, commit, headers, faulty)| Message::DoViewChange {
+                    log_view: View(log_view),
+                    op: Op(op),
+                    commit: Op(commit),
+                    headers,
+                    faulty: faulty.into_iter().map(Op).collect(),
+                }
+            ),
         (any::<u64>(), any::<u64>(), headers()).prop_map(|(op, commit, headers)| {
             Message::StartView {
                 op: Op(op),
