@@ -9,6 +9,7 @@
 //! - [`send_buffer`]: bounded outbound bytes with backpressure.
 //! - [`slots`]: Redis Cluster hash slots and each shard's slot range.
 //! - [`resp`]: RESP2 requests, replies and commands.
+//! - [`topology`]: which ports each shard of each host listens on.
 //!
 //! `docs/internals/net.md` has the byte layouts.
 
@@ -21,6 +22,7 @@ pub mod handshake;
 pub mod resp;
 pub mod send_buffer;
 pub mod slots;
+pub mod topology;
 pub mod wire;
 
 pub use backoff::Backoff;
@@ -29,3 +31,4 @@ pub use frame::{Frame, FrameDecoder, FrameKind};
 pub use handshake::Hello;
 pub use send_buffer::{Full, SendBuffer};
 pub use slots::{Slot, SlotRange, key_shard, key_slot};
+pub use topology::{Topology, TopologyError};
