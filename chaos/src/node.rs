@@ -2,17 +2,13 @@
 //! its clock, and carries out the replica's actions exactly as a real host must: journal work
 //! in order, at the disk's own pace, reporting durability back; sends at once.
 
-use std::collections::VecDeque;
-
 use chronon_engine::app::kv::KvStore;
 use chronon_engine::checksum::Checksum;
 use chronon_engine::disk::{CrashMode, SimDisk, SimDiskStats, SimFaults};
-use chronon_engine::ids::CommitIndex;
-use chronon_engine::ids::{Op, ReplicaIndex, Timestamp, View};
-use chronon_engine::log::Header;
-use chronon_engine::log::{FormatParams, Journal, JournalError, Layout, LogConfig};
+use chronon_engine::ids::{Op, ReplicaIndex, Timestamp};
+use chronon_engine::log::{FormatParams, Journal, Layout, LogConfig};
 use chronon_engine::rng::Rng;
-use chronon_engine::vsr::{Action, Body, Input, Recovered, Replica, ReplicaConfig, ReplicaStats};
+use chronon_engine::vsr::{Action, Input, JournalHost, Replica, ReplicaConfig, ReplicaStats};
 
 use crate::options::TICK_NS;
 
@@ -26,27 +22,6 @@ pub const SIM_LOG: LogConfig = LogConfig {
 
 /// Ops a simulated shard may commit: the journal's guaranteed window.
 pub const SIM_OPS_MAX: u64 = 1024 / 2 - 16;
-
-#[derive(Debug)]
-enum JournalOp {
-    Append {
-        header: Header,
-        body: Body,
-    },
-    Repair {
-        header: Header,
-        body: Body,
-    },
-    Truncate {
-        after: Op,
-    },
-    PersistView {
-        view: View,
-        log_view: View,
-        commit: CommitIndex,
-        recovering_head: bool,
-    },
-}
 
 /// Counters of injected faults.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -65,14 +40,11 @@ pub struct Node {
     pub index: u8,
     config: ReplicaConfig,
     pub replica: Option<Replica<KvStore>>,
-    journal: Option<Journal<SimDisk>>,
+    journal: Option<JournalHost<SimDisk>>,
     /// The disk of a crashed node, kept for its restart.
     parked_disk: Option<SimDisk>,
     pub restart_at: u64,
-    queue: VecDeque<JournalOp>,
     pub disk_stalled_until: u64,
-    reported_durable: Op,
-    reported_view: (View, View),
     clock_offset_ns: i64,
     clock_drift_ppm: i64,
     pub stats: NodeStats,
@@ -113,13 +85,10 @@ impl Node {
             index: config.replica.0,
             config,
             replica: Some(Replica::new(config, KvStore)),
-            journal: Some(journal),
+            journal: Some(JournalHost::new(journal)),
             parked_disk: None,
             restart_at: 0,
-            queue: VecDeque::new(),
             disk_stalled_until: 0,
-            reported_durable: Op(0),
-            reported_view: (View(0), View(0)),
             clock_offset_ns,
             clock_drift_ppm,
             stats: NodeStats::default(),
@@ -152,38 +121,9 @@ impl Node {
         self.enqueue(&actions[start..]);
     }
 
-    /// Queues the journal work among `actions`, in order.
     fn enqueue(&mut self, actions: &[Action]) {
-        for action in actions {
-            match action {
-                Action::Append { header, body } => {
-                    self.queue.push_back(JournalOp::Append {
-                        header: *header,
-                        body: body.clone(),
-                    });
-                }
-                Action::Truncate { after } => {
-                    self.queue.push_back(JournalOp::Truncate { after: *after });
-                }
-                Action::PersistView {
-                    view,
-                    log_view,
-                    commit,
-                    recovering_head,
-                } => {
-                    self.queue.push_back(JournalOp::PersistView {
-                        view: *view,
-                        log_view: *log_view,
-                        commit: *commit,
-                        recovering_head: *recovering_head,
-                    });
-                }
-                Action::Repair { header, body } => {
-                    let (header, body) = (*header, body.clone());
-                    self.queue.push_back(JournalOp::Repair { header, body });
-                }
-                Action::Send { .. } | Action::Executed { .. } | Action::Applied { .. } => {}
-            }
+        if let Some(host) = self.journal.as_mut() {
+            host.enqueue(actions);
         }
     }
 
@@ -192,60 +132,15 @@ impl Node {
         if self.replica.is_none() || tick < self.disk_stalled_until {
             return;
         }
-        let journal = self
+        let host = self
             .journal
             .as_mut()
             .expect("invariant: an up node has a journal");
-        // What was submitted last tick completes now; what is submitted below stays in flight
-        // until the next tick, so a crash in between can lose or tear it.
-        journal.poll().expect("simulated journal poll");
-        let durable = journal.durable_op();
-        let durable_checksum = journal.header(durable).map(|h| h.checksum);
-        let superblock = *journal.superblock();
-        while let Some(op) = self.queue.front() {
-            let result = match op {
-                JournalOp::Append { header, body } => journal.append_entry(header, body),
-                JournalOp::Repair { header, body } => match journal.repair(header, body) {
-                    // The entry was truncated or overwritten since: nothing left to repair.
-                    Err(JournalError::ChainMismatch { .. }) => Ok(()),
-                    other => other,
-                },
-                JournalOp::Truncate { after } => journal.truncate_after(*after),
-                JournalOp::PersistView {
-                    view,
-                    log_view,
-                    commit,
-                    recovering_head,
-                } => journal.write_superblock(*view, *log_view, *commit, *recovering_head),
-            };
-            match result {
-                Ok(()) => {
-                    self.queue.pop_front();
-                }
-                Err(JournalError::Backpressure { .. }) => break,
-                Err(other) => panic!("replica {}: journal failed: {other}", self.index),
-            }
+        let mut inputs = Vec::new();
+        if let Err(error) = host.run(&mut inputs) {
+            panic!("replica {}: journal failed: {error}", self.index);
         }
-        journal.flush().expect("simulated journal flush");
-        if durable != self.reported_durable {
-            self.reported_durable = durable;
-            if let Some(checksum) = durable_checksum {
-                self.step(
-                    Input::Durable {
-                        op: durable,
-                        checksum,
-                    },
-                    actions,
-                );
-            }
-        }
-        let view_state = (superblock.view, superblock.log_view);
-        if view_state != self.reported_view {
-            self.reported_view = view_state;
-            let input = Input::ViewDurable {
-                view: view_state.0,
-                log_view: view_state.1,
-            };
+        for input in inputs {
             self.step(input, actions);
         }
     }
@@ -258,16 +153,16 @@ impl Node {
     /// Stops the process: a crash (`CrashMode::Random`) or a clean stop after the disk drained
     /// (`CrashMode::PersistAll`), as before the final scrub.
     pub fn stop(&mut self, now: u64, restart_at: u64, mode: CrashMode) {
-        let Some(journal) = self.journal.take() else {
+        let Some(host) = self.journal.take() else {
             return;
         };
+        let journal = host.into_journal();
         if let Some(replica) = self.replica.take() {
             let (retired, stats) = (&mut self.stats.retired, replica.stats());
             retired.view_changes += stats.view_changes;
             retired.ops_nacked += stats.ops_nacked;
             retired.recovering_head += stats.recovering_head;
         }
-        self.queue.clear();
         let mut disk = journal.into_disk();
         let before = disk.stats().units_lost_at_crash;
         disk.crash(mode);
@@ -288,28 +183,12 @@ impl Node {
         // somewhere; this replica may have lost both witnesses of an entry, in which case it
         // recovers its head from the others.
         self.stats.faulty_at_restart += report.analysis.faulty.len() as u64;
-        let head = journal.head().op;
-        let mut entries = Vec::with_capacity(head.0 as usize + 1);
-        for op in journal.op_min().0..=head.0 {
-            let header = journal.header(Op(op));
-            let body = match journal.read(Op(op)) {
-                Ok(entry) => Some(entry.body),
-                Err(JournalError::Faulty { .. } | JournalError::ReadFailed { .. }) => None,
-                Err(other) => panic!("replica {}: reading op {op}: {other}", self.index),
-            };
-            entries.push((header, body));
-        }
-        let recovered = Recovered {
-            superblock: *journal.superblock(),
-            entries,
-            head_uncertain: report.analysis.head_uncertain(),
-        };
+        let recovered = chronon_engine::vsr::host::recovered(&mut journal, &report)
+            .unwrap_or_else(|error| panic!("replica {}: reading the journal: {error}", self.index));
         let start = actions.len();
         let replica = Replica::recover(self.config, KvStore, recovered, actions)
             .unwrap_or_else(|error| panic!("replica {}: {error}", self.index));
-        self.reported_durable = head;
-        self.reported_view = (journal.superblock().view, journal.superblock().log_view);
-        self.journal = Some(journal);
+        self.journal = Some(JournalHost::new(journal));
         self.replica = Some(replica);
         // Recovery may already have asked for journal work (a view change persists its view).
         self.enqueue(&actions[start..]);
@@ -324,7 +203,10 @@ impl Node {
     pub fn heal_disk(&mut self) {
         self.disk_stalled_until = 0;
         if let Some(journal) = self.journal.as_mut() {
-            journal.disk_mut().set_faults(SimFaults::default());
+            journal
+                .journal_mut()
+                .disk_mut()
+                .set_faults(SimFaults::default());
         }
         if let Some(disk) = self.parked_disk.as_mut() {
             disk.set_faults(SimFaults::default());
@@ -340,14 +222,14 @@ impl Node {
     /// What this node's disk injected (for summaries).
     #[must_use]
     pub fn disk_stats(&self) -> Option<SimDiskStats> {
-        let journal_disk = self.journal.as_ref().map(|j| j.disk().stats());
+        let journal_disk = self.journal.as_ref().map(|j| j.journal().disk().stats());
         journal_disk.or_else(|| self.parked_disk.as_ref().map(SimDisk::stats))
     }
 
     /// The on-disk chain check of this node's journal (hash chain checker).
     #[must_use]
     pub fn journal_report(&mut self) -> Option<chronon_engine::log::RecoveryReport> {
-        self.journal.as_mut()?.verify().ok()
+        self.journal.as_mut()?.journal_mut().verify().ok()
     }
 
     #[must_use]
@@ -358,7 +240,7 @@ impl Node {
     /// Pending journal operations (for liveness diagnostics).
     #[must_use]
     pub fn journal_backlog(&self) -> usize {
-        self.queue.len()
+        self.journal.as_ref().map_or(0, JournalHost::backlog)
     }
 
     /// Randomly stalls the disk for a while.

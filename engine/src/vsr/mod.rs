@@ -2,10 +2,12 @@
 //! the client-session table and the prepare batch format.
 
 pub mod batch;
+pub mod host;
 pub mod message;
 pub mod replica;
 pub mod sessions;
 
+pub use host::JournalHost;
 pub use message::{Body, Endpoint, Envelope, Message, Reply, ReplyError, Request, RequestKind};
 pub use replica::{
     Action, Input, OPERATION_BATCH, PlantedBug, RecoverError, Recovered, Replica, ReplicaConfig,
