@@ -13,10 +13,12 @@ macro_rules! say {
 }
 
 mod data_dir;
+mod dev;
 mod disk;
 mod format;
 mod inspect;
 mod inspect_report;
+mod start;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -45,6 +47,11 @@ enum Command {
     /// Verify every shard file of a data directory, read-only, and report what recovery
     /// would find and do. Exits non-zero on any corruption.
     Inspect(inspect::InspectArgs),
+    /// Run this host's node: one thread per shard of the data directory.
+    Start(start::StartArgs),
+    /// Format (on first use) and run a local cluster on loopback; writes DIR/cluster.json once
+    /// it serves, and stops it on Ctrl-C.
+    Dev(dev::DevArgs),
 }
 
 pub(crate) fn say_line(line: std::fmt::Arguments<'_>) {
@@ -64,6 +71,8 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Format(args) => format::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Start(args) => start::run(args),
+        Command::Dev(args) => dev::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

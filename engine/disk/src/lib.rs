@@ -72,6 +72,16 @@ impl AnyDisk {
             AnyDisk::IoUring(_) => "io_uring",
         }
     }
+
+    /// Has an `io_uring` disk signal the eventfd `fd` on every completion (see
+    /// [`IoUringDisk::register_eventfd`]). Returns false for the sync disk, whose I/O completes
+    /// before `submit_*` returns.
+    pub fn register_eventfd(&self, fd: std::os::fd::RawFd) -> std::io::Result<bool> {
+        match self {
+            AnyDisk::Sync(_) => Ok(false),
+            AnyDisk::IoUring(disk) => disk.register_eventfd(fd).map(|()| true),
+        }
+    }
 }
 
 /// Opens an existing data file with the chosen disk. The second value is a warning to log when

@@ -82,6 +82,12 @@ enum Op {
 }
 
 impl IoUringDisk {
+    /// Has the kernel signal the eventfd `fd` whenever it posts a completion, so that a reactor
+    /// can sleep in its own poll (epoll) and still wake when the disk finishes.
+    pub fn register_eventfd(&self, fd: std::os::fd::RawFd) -> io::Result<()> {
+        self.ring.submitter().register_eventfd(fd)
+    }
+
     /// Opens an existing data file (see [`crate::create_data_file`]) with `O_DIRECT` and sets up
     /// its ring. Each environment that rules `io_uring` out gets its own error, which
     /// [`crate::open`] turns into a fallback to the sync disk.

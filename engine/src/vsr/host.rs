@@ -140,6 +140,15 @@ impl<D: VirtualDisk> JournalHost<D> {
         Ok(())
     }
 
+    /// Hands the disk any I/O the journal queued, collects what finished, and says whether
+    /// there is durability the replica has not heard of (then [`JournalHost::run`] reports it).
+    pub fn poll(&mut self) -> Result<bool, JournalError> {
+        self.journal.poll()?;
+        let superblock = self.journal.superblock();
+        Ok(self.journal.durable_op() != self.reported_durable
+            || (superblock.view, superblock.log_view) != self.reported_view)
+    }
+
     /// Journal work queued and not yet handed to the journal.
     #[must_use]
     pub fn backlog(&self) -> usize {

@@ -1,0 +1,168 @@
+//! A node: one process, one thread per shard. Each thread owns its shard outright (replica,
+//! journal, sockets); the threads share nothing but each other's inboxes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use chronon_disk::DiskChoice;
+use chronon_engine::ids::{ReplicaIndex, ShardId};
+use chronon_net::Topology;
+use mio::{Poll, Waker};
+
+use crate::shard::{Post, Shard, ShardError, ShardSetup, WAKER};
+
+/// What a node runs.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub topology: Topology,
+    /// This host's index: it is this replica of every shard.
+    pub host: ReplicaIndex,
+    /// One data file per shard, in shard order.
+    pub data_files: Vec<PathBuf>,
+    pub disk: DiskChoice,
+}
+
+/// Stops a node from anywhere (a signal handler, another thread).
+#[derive(Clone, Debug)]
+pub struct Stopper {
+    stop: Arc<AtomicBool>,
+    wakers: Vec<Arc<Waker>>,
+}
+
+impl Stopper {
+    /// Asks every shard to stop; [`Node::wait`] returns once they have.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for waker in &self.wakers {
+            let _ = waker.wake();
+        }
+    }
+
+    #[must_use]
+    pub fn is_stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// A running node.
+#[derive(Debug)]
+pub struct Node {
+    stopper: Stopper,
+    threads: Vec<JoinHandle<Result<(), ShardError>>>,
+}
+
+impl Node {
+    /// Opens every shard and starts its thread. Returns once every shard has recovered and
+    /// bound its ports, or with the first shard's error (the others are stopped).
+    pub fn start(config: &NodeConfig) -> Result<Node, ShardError> {
+        let shard_count = usize::from(config.topology.shard_count);
+        assert_eq!(
+            config.data_files.len(),
+            shard_count,
+            "one data file per shard"
+        );
+        let mut polls = Vec::with_capacity(shard_count);
+        let mut boxes = Vec::with_capacity(shard_count);
+        let mut inboxes = Vec::with_capacity(shard_count);
+        for s in 0..shard_count {
+            let io_error = |detail: String| ShardError::Io {
+                shard: ShardId(s as u16),
+                detail,
+            };
+            let poll = Poll::new().map_err(|e| io_error(format!("creating epoll: {e}")))?;
+            let waker = Arc::new(
+                Waker::new(poll.registry(), WAKER)
+                    .map_err(|e| io_error(format!("creating a waker: {e}")))?,
+            );
+            let (sender, receiver) = mpsc::channel();
+            polls.push(poll);
+            boxes.push((sender, waker));
+            inboxes.push(receiver);
+        }
+        let post = Post { boxes };
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let mut threads = Vec::with_capacity(shard_count);
+        for (s, (poll, inbox)) in polls.into_iter().zip(inboxes).enumerate() {
+            let setup = ShardSetup {
+                topology: config.topology.clone(),
+                host: config.host,
+                shard: ShardId(s as u16),
+                data_file: config.data_files[s].clone(),
+                disk: config.disk,
+            };
+            let (post, stop, ready) = (post.clone(), Arc::clone(&stop), ready_tx.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("shard-{s}"))
+                .spawn(move || {
+                    let shard = match Shard::open(setup, poll, post, inbox) {
+                        Ok(shard) => {
+                            let _ = ready.send(None);
+                            shard
+                        }
+                        Err(error) => {
+                            let _ = ready.send(Some(error.to_string()));
+                            return Err(error);
+                        }
+                    };
+                    shard.run(&stop)
+                })
+                .map_err(|e| ShardError::Io {
+                    shard: ShardId(s as u16),
+                    detail: format!("spawning its thread: {e}"),
+                })?;
+            threads.push(thread);
+        }
+        let wakers = post.boxes.iter().map(|(_, w)| Arc::clone(w)).collect();
+        let node = Node {
+            stopper: Stopper { stop, wakers },
+            threads,
+        };
+        for _ in 0..shard_count {
+            if let Ok(Some(_)) | Err(_) = ready_rx.recv() {
+                node.request_stop();
+                return Err(node.wait().err().unwrap_or_else(|| ShardError::Io {
+                    shard: ShardId(0),
+                    detail: "a shard failed to start".to_owned(),
+                }));
+            }
+        }
+        Ok(node)
+    }
+
+    /// What stops this node, for signal handlers.
+    #[must_use]
+    pub fn stopper(&self) -> Stopper {
+        self.stopper.clone()
+    }
+
+    pub fn request_stop(&self) {
+        self.stopper.stop();
+    }
+
+    /// True once any shard thread has ended (a failure, or a stop).
+    #[must_use]
+    pub fn any_finished(&self) -> bool {
+        self.threads.iter().any(JoinHandle::is_finished)
+    }
+
+    /// Waits for every shard to stop; the first error, if any.
+    pub fn wait(self) -> Result<(), ShardError> {
+        let mut first = Ok(());
+        for thread in self.threads {
+            let result = thread.join().unwrap_or_else(|_| {
+                Err(ShardError::Io {
+                    shard: ShardId(0),
+                    detail: "a shard thread panicked (see the message above)".to_owned(),
+                })
+            });
+            if first.is_ok() {
+                first = result;
+            }
+        }
+        first
+    }
+}

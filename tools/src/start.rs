@@ -1,0 +1,165 @@
+//! `chronon start`: runs one host's node, one thread per shard of its data directory.
+
+use std::io::Read;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use chronon_disk::DiskChoice;
+use chronon_engine::constants::{SECTOR_SIZE, SUPERBLOCK_COPIES};
+use chronon_engine::log::Superblock;
+use chronon_engine::log::superblock;
+use chronon_net::Topology;
+use chronon_shards::{Node, NodeConfig};
+
+use crate::data_dir;
+
+#[derive(Debug, clap::Args)]
+pub struct StartArgs {
+    /// Data directory created by `chronon format`.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// Every host's base address, in replica order (ip:port,...). Shard s of a host listens on
+    /// port+3s (replicas), port+3s+1 (native clients) and port+3s+2 (RESP).
+    #[arg(long, value_name = "A0,A1,...", value_delimiter = ',', required = true)]
+    pub addresses: Vec<String>,
+    /// The cluster id this node must belong to (checked against the data files).
+    #[arg(long, value_name = "ID")]
+    pub cluster: Option<u64>,
+    #[arg(
+        long,
+        value_name = "KIND",
+        default_value = "auto",
+        help = "Disk implementation: auto, sync or io_uring"
+    )]
+    pub disk: DiskChoice,
+}
+
+/// The view state of a data file, read without recovering its log.
+fn read_superblock(path: &Path) -> anyhow::Result<Superblock> {
+    let mut file = std::fs::File::open(path)
+        .with_context(|| format!("cannot open data file {}", path.display()))?;
+    let mut bytes = vec![0u8; SECTOR_SIZE * SUPERBLOCK_COPIES];
+    file.read_exact(&mut bytes).with_context(|| {
+        format!(
+            "{} is too short to be a data file: create it with `chronon format`",
+            path.display()
+        )
+    })?;
+    let copies: Vec<Option<Superblock>> = bytes
+        .chunks(SECTOR_SIZE)
+        .enumerate()
+        .map(|(copy, sector)| Superblock::decode(sector, copy))
+        .collect();
+    superblock::select(&copies).ok_or_else(|| {
+        anyhow!(
+            "{} has no valid superblock: it is not a Chronon data file, or it is damaged (run \
+             `chronon inspect --data {}`)",
+            path.display(),
+            path.parent().unwrap_or(Path::new(".")).display()
+        )
+    })
+}
+
+fn resolve(address: &str) -> anyhow::Result<SocketAddr> {
+    address
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve address {address:?}: use ip:port"))?
+        .next()
+        .ok_or_else(|| anyhow!("address {address:?} resolves to nothing"))
+}
+
+/// Reads the data directory and the flags into a node configuration.
+pub fn node_config(args: &StartArgs) -> anyhow::Result<NodeConfig> {
+    let files = data_dir::list_shards(&args.data)?;
+    if files.is_empty() {
+        bail!(
+            "{} holds no shard files: create them with `chronon format --data {} ...`",
+            args.data.display(),
+            args.data.display()
+        );
+    }
+    let missing = data_dir::missing_shards(&files);
+    if !missing.is_empty() {
+        bail!(
+            "{} lacks the files of shards {missing:?}: restore them, or format a new directory",
+            args.data.display()
+        );
+    }
+    let first = read_superblock(&files[0].path)?;
+    for file in &files[1..] {
+        let sb = read_superblock(&file.path)?;
+        if (sb.cluster, sb.replica, sb.replica_count)
+            != (first.cluster, first.replica, first.replica_count)
+        {
+            bail!(
+                "{} belongs to cluster {} replica {} of {}, but {} to cluster {} replica {} of \
+                 {}: a data directory holds one replica's shards",
+                file.path.display(),
+                sb.cluster,
+                sb.replica,
+                sb.replica_count,
+                files[0].path.display(),
+                first.cluster,
+                first.replica,
+                first.replica_count
+            );
+        }
+    }
+    if let Some(cluster) = args.cluster
+        && cluster != first.cluster.0
+    {
+        bail!(
+            "{} belongs to cluster {}, not {cluster}: check --cluster and --data",
+            args.data.display(),
+            first.cluster
+        );
+    }
+    if args.addresses.len() != usize::from(first.replica_count) {
+        bail!(
+            "the data directory is replica {} of {}, so --addresses needs {} addresses (one per \
+             host, in replica order), not {}",
+            first.replica,
+            first.replica_count,
+            first.replica_count,
+            args.addresses.len()
+        );
+    }
+    let hosts = args
+        .addresses
+        .iter()
+        .map(|a| resolve(a))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let topology = Topology::new(first.cluster, files.len() as u16, hosts)?;
+    Ok(NodeConfig {
+        topology,
+        host: first.replica,
+        data_files: files.into_iter().map(|f| f.path).collect(),
+        disk: args.disk,
+    })
+}
+
+/// Runs `chronon start` until SIGTERM or Ctrl-C, or until a shard fails.
+pub fn run(args: &StartArgs) -> anyhow::Result<()> {
+    let config = node_config(args)?;
+    let topology = &config.topology;
+    let node = Node::start(&config).map_err(|e| anyhow!("{e}"))?;
+    let stopper = node.stopper();
+    let on_signal = stopper.clone();
+    ctrlc::set_handler(move || on_signal.stop())
+        .context("cannot install the SIGTERM/SIGINT handler")?;
+    tracing::info!(
+        cluster = %topology.cluster,
+        replica = %config.host,
+        shards = topology.shard_count,
+        "node started; stop it with SIGTERM or Ctrl-C"
+    );
+    while !stopper.is_stopping() && !node.any_finished() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    node.request_stop();
+    node.wait().map_err(|e| anyhow!("{e}"))?;
+    tracing::info!("node stopped");
+    Ok(())
+}
