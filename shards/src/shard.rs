@@ -683,7 +683,20 @@ impl Shard {
     /// Runs one input through the replica and carries out its actions.
     fn step(&mut self, input: Input) {
         let mut actions = std::mem::take(&mut self.actions);
+        let before = (self.replica.view(), self.replica.status());
         self.replica.step(input, &mut actions);
+        let after = (self.replica.view(), self.replica.status());
+        if before != after {
+            tracing::info!(
+                shard = %self.setup.shard,
+                view = %after.0,
+                status = ?after.1,
+                primary = self.replica.is_primary(),
+                op = %self.replica.op(),
+                commit = %self.replica.commit_max(),
+                "view state"
+            );
+        }
         #[cfg(debug_assertions)]
         self.replica.check_invariants();
         self.host.enqueue(&actions);
