@@ -446,16 +446,17 @@ fn lost_reply_is_retried_on_the_next_host_and_the_duplicate_is_answered() {
     assert_eq!(client.known_view(ShardId(0)), View(1));
 
     let seen = cluster.seen();
-    let commands: Vec<(u8, u64, u64)> = seen
-        .iter()
-        .filter(|s| s.kind == RequestKind::Command)
-        .map(|s| (s.host, s.client, s.request))
-        .collect();
+    // Counted per host rather than compared as one sequence: the servers log on their own
+    // threads, so arrival order across hosts is not something to assert on.
     let client_id = seen[0].client;
-    assert_eq!(
-        commands,
-        [(0, client_id, 1), (0, client_id, 1), (1, client_id, 1)]
-    );
+    let commands = |host: u8| -> Vec<(u64, u64)> {
+        seen.iter()
+            .filter(|s| s.host == host && s.kind == RequestKind::Command)
+            .map(|s| (s.client, s.request))
+            .collect()
+    };
+    assert_eq!(commands(0), [(client_id, 1), (client_id, 1)]);
+    assert_eq!(commands(1), [(client_id, 1)]);
     assert!(seen.iter().all(|s| s.host != 2));
 }
 
