@@ -59,6 +59,26 @@ pub const RESP_COMMAND_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// Nesting of reply arrays a reply decoder accepts.
 pub const RESP_DEPTH_MAX: usize = 8;
 
+/// Native client defaults. A call (registration included) ends with a timeout error after
+/// `CLIENT_CALL_TIMEOUT_DEFAULT_MS`: long enough to ride out a view change (a few election
+/// timeouts), short enough that an application notices a dead cluster.
+pub const CLIENT_CALL_TIMEOUT_DEFAULT_MS: u64 = 10_000;
+/// How long one attempt waits for a reply before the request is sent again (same host once,
+/// then the next hosts): loopback round trips are ~50 µs and a durable commit ~1 ms, so 500 ms
+/// of silence means a lost request or a failed primary, not a slow one.
+pub const CLIENT_ATTEMPT_TIMEOUT_DEFAULT_MS: u64 = 500;
+/// Sessions per shard a pipeline spreads its commands over (one request in flight each).
+pub const CLIENT_PIPELINE_DEPTH_DEFAULT: usize = 8;
+/// Every session takes a slot in the cluster's bounded session table, and a pipeline runs one
+/// thread per session: the depth is capped well below the table's default size.
+pub const CLIENT_PIPELINE_DEPTH_MAX: usize = 64;
+/// The pause between quick failures (refused connections, redirects) once every host has
+/// failed in a row, so a down cluster is not dialed in a hot loop.
+pub const CLIENT_RETRY_PAUSE_MIN_MS: u64 = 5;
+pub const CLIENT_RETRY_PAUSE_MAX_MS: u64 = 200;
+/// Bytes a client connection reads at once.
+pub const CLIENT_READ_BUFFER_SIZE: usize = 64 * 1024;
+
 const _: () = {
     // A frame's size travels as a u32.
     assert!(FRAME_PAYLOAD_MAX <= u32::MAX as usize);
@@ -69,4 +89,14 @@ const _: () = {
     assert!(SLOT_COUNT.is_power_of_two());
     assert!(RESP_BULK_LEN_MAX <= RESP_COMMAND_BYTES_MAX);
     assert!(RESP_INLINE_LEN_MAX <= RESP_COMMAND_BYTES_MAX);
+    // A call outlasts several attempts, or it could never try a second host.
+    assert!(CLIENT_ATTEMPT_TIMEOUT_DEFAULT_MS * 4 <= CLIENT_CALL_TIMEOUT_DEFAULT_MS);
+    assert!(CLIENT_PIPELINE_DEPTH_DEFAULT >= 1);
+    assert!(CLIENT_PIPELINE_DEPTH_DEFAULT <= CLIENT_PIPELINE_DEPTH_MAX);
+    // One client's sessions must not be able to evict each other from the default table.
+    assert!(CLIENT_PIPELINE_DEPTH_MAX < chronon_engine::constants::SESSIONS_MAX_DEFAULT);
+    assert!(
+        CLIENT_RETRY_PAUSE_MIN_MS > 0 && CLIENT_RETRY_PAUSE_MIN_MS <= CLIENT_RETRY_PAUSE_MAX_MS
+    );
+    assert!(CLIENT_READ_BUFFER_SIZE >= FRAME_HEADER_SIZE);
 };

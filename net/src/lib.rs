@@ -1,6 +1,8 @@
-//! Wire codecs, the replica-to-replica transport's pure parts and the Redis protocol front
-//! end. Nothing here opens a socket, reads a clock or spawns a thread: the node's reactor
-//! drives these types, and decoding never panics on any input.
+//! Wire codecs, the replica-to-replica transport's pure parts, the Redis protocol front end
+//! and the native client library. Apart from [`client`], nothing here opens a socket, reads a
+//! clock or spawns a thread: the node's reactor drives these types, and decoding never panics
+//! on any input. [`client`] is the exception: it runs in an application's process and does
+//! its own blocking network I/O.
 //!
 //! - [`wire`]: VSR envelopes to bytes and back.
 //! - [`frame`]: length-prefixed frames and an incremental decoder.
@@ -10,10 +12,12 @@
 //! - [`slots`]: Redis Cluster hash slots and each shard's slot range.
 //! - [`resp`]: RESP2 requests, replies and commands.
 //! - [`topology`]: which ports each shard of each host listens on.
+//! - [`client`]: the native Rust client (routing, sessions, retries, pipelining).
 //!
 //! `docs/internals/net.md` has the byte layouts.
 
 pub mod backoff;
+pub mod client;
 pub mod constants;
 mod cursor;
 pub mod error;
@@ -26,6 +30,7 @@ pub mod topology;
 pub mod wire;
 
 pub use backoff::Backoff;
+pub use client::{Client, ClientConfig, ClientError};
 pub use error::NetError;
 pub use frame::{Frame, FrameDecoder, FrameKind};
 pub use handshake::Hello;
