@@ -179,9 +179,8 @@ impl SimClient {
             return;
         };
         self.requests_left -= 1;
-        match KvReply::decode(bytes) {
-            Some(reply) => {
-                let outcome = outcome_of(reply);
+        match KvReply::decode(bytes).and_then(outcome_of) {
+            Some(outcome) => {
                 if !op.returns_kind_of(&outcome) {
                     self.errors
                         .push(format!("client {}: {op:?} answered {outcome:?}", self.id));
@@ -190,9 +189,11 @@ impl SimClient {
                 self.acknowledged
                     .push((self.id, pending.request.request, op));
             }
-            None => self
-                .errors
-                .push(format!("client {}: undecodable reply", self.id)),
+            None => self.errors.push(format!(
+                "client {}: {op:?} got a reply that is undecodable or of a command the \
+                 simulator never issues",
+                self.id
+            )),
         }
     }
 
@@ -249,10 +250,15 @@ pub fn command_of(op: &KvOp) -> KvCommand {
     }
 }
 
-fn outcome_of(reply: KvReply) -> KvOutcome {
-    match reply {
+/// The history's outcome for `reply`; `None` for replies to commands the simulator never
+/// issues.
+fn outcome_of(reply: KvReply) -> Option<KvOutcome> {
+    let outcome = match reply {
         KvReply::Value(value) => KvOutcome::Value(value),
-        KvReply::Done => KvOutcome::Done,
+        // The checker's register model does not (yet) use whether a Delete found its key.
+        KvReply::Done | KvReply::Deleted(_) => KvOutcome::Done,
         KvReply::Cas { swapped, current } => KvOutcome::Cas { swapped, current },
-    }
+        KvReply::Written(_) | KvReply::Integer(_) | KvReply::Exists(_) => return None,
+    };
+    Some(outcome)
 }

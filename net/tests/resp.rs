@@ -4,11 +4,10 @@
 
 use std::ops::Range;
 
-use chronon_engine::app::kv::KvCommand;
 use chronon_net::NetError;
 use chronon_net::resp::{
-    ClientQuery, ClusterQuery, CommandError, CommandQuery, KvPlan, RespCommand, RespLimits,
-    RespParser, RespValue, SetCondition,
+    ClientQuery, ClusterQuery, CommandError, CommandQuery, RespCommand, RespLimits, RespParser,
+    RespValue, SetCondition,
 };
 use proptest::prelude::*;
 
@@ -401,35 +400,6 @@ fn commands_parse() {
     ];
     for (words, expected) in cases {
         assert_eq!(parse(words), Ok(expected), "{words:?}");
-    }
-}
-
-// Which commands the engine's key-value application can serve today.
-#[test]
-fn kv_plans() {
-    let b = |s: &str| s.as_bytes().to_vec();
-    let plan = |words: &[&str]| parse(words).expect("valid").kv_plan();
-    assert_eq!(
-        plan(&["set", "k", "v", "nx"]),
-        KvPlan::PerKey(vec![KvCommand::Cas {
-            key: b("k"),
-            expected: None,
-            new: b("v")
-        }])
-    );
-    assert_eq!(
-        plan(&["mget", "a", "b"]),
-        KvPlan::PerKey(vec![
-            KvCommand::Get { key: b("a") },
-            KvCommand::Get { key: b("b") }
-        ])
-    );
-    assert_eq!(plan(&["ping"]), KvPlan::Local);
-    for unsupported in [&["set", "k", "v", "xx"][..], &["incr", "k"], &["del", "k"]] {
-        assert!(
-            matches!(plan(unsupported), KvPlan::Unsupported { .. }),
-            "{unsupported:?}"
-        );
     }
 }
 

@@ -1,5 +1,6 @@
-//! The reference application: a key-value store with get, put, delete and compare-and-set.
-//! Every command goes through the log, so reads are linearizable.
+//! The reference application: a key-value store with get, put, delete, compare-and-set and
+//! the few conditional and counting commands the Redis front end needs (`SET XX`, `DEL`'s count,
+//! `INCRBY`, `EXISTS`). Every command goes through the log, so reads are linearizable.
 
 use imbl::OrdMap;
 
@@ -16,6 +17,7 @@ pub enum KvCommand {
         key: Vec<u8>,
         value: Vec<u8>,
     },
+    /// Removes the key; the reply says whether it existed.
     Delete {
         key: Vec<u8>,
     },
@@ -25,23 +27,53 @@ pub enum KvCommand {
         expected: Option<Vec<u8>>,
         new: Vec<u8>,
     },
+    /// Sets `value` only if the key exists (`SET key value XX`).
+    PutIfPresent {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    /// Adds `delta` to the key's value read as a decimal `i64` (a missing key reads as 0) and
+    /// stores the sum as decimal text, as Redis' `INCRBY` does. A value that is not strictly
+    /// such a number, or a sum that overflows, rejects the command and changes nothing.
+    IncrBy {
+        key: Vec<u8>,
+        delta: i64,
+    },
+    /// Whether the key exists, without shipping its value.
+    Exists {
+        key: Vec<u8>,
+    },
 }
 
 /// A key-value reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KvReply {
+    /// `Get`'s value.
     Value(Option<Vec<u8>>),
+    /// `Put` wrote.
     Done,
+    /// `Delete`: whether the key existed.
+    Deleted(bool),
     Cas {
         swapped: bool,
         current: Option<Vec<u8>>,
     },
+    /// `PutIfPresent`: whether it wrote (the key existed).
+    Written(bool),
+    /// `IncrBy`: the value after the increment.
+    Integer(i64),
+    /// `Exists`: whether the key exists.
+    Exists(bool),
 }
 
+// Command tags; each reply variant reuses its command's tag.
 const GET: u8 = 1;
 const PUT: u8 = 2;
 const DELETE: u8 = 3;
 const CAS: u8 = 4;
+const PUT_IF_PRESENT: u8 = 5;
+const INCR_BY: u8 = 6;
+const EXISTS: u8 = 7;
 
 fn put_option(out: &mut Vec<u8>, value: Option<&[u8]>) {
     match value {
@@ -51,6 +83,23 @@ fn put_option(out: &mut Vec<u8>, value: Option<&[u8]>) {
         }
         None => out.push(0),
     }
+}
+
+/// Reads a flag byte: 0 or 1, anything else is malformed.
+fn read_bool(reader: &mut Reader<'_>) -> Option<bool> {
+    match reader.u8()? {
+        0 => Some(false),
+        1 => Some(true),
+        _ => None,
+    }
+}
+
+fn put_i64(out: &mut Vec<u8>, value: i64) {
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+fn read_i64(reader: &mut Reader<'_>) -> Option<i64> {
+    Some(i64::from_le_bytes(reader.u64()?.to_le_bytes()))
 }
 
 /// Reads an optional value; the outer `None` means malformed input.
@@ -87,6 +136,20 @@ impl KvCommand {
                 put_option(&mut out, expected.as_deref());
                 put_bytes(&mut out, new);
             }
+            KvCommand::PutIfPresent { key, value } => {
+                out.push(PUT_IF_PRESENT);
+                put_bytes(&mut out, key);
+                put_bytes(&mut out, value);
+            }
+            KvCommand::IncrBy { key, delta } => {
+                out.push(INCR_BY);
+                put_bytes(&mut out, key);
+                put_i64(&mut out, *delta);
+            }
+            KvCommand::Exists { key } => {
+                out.push(EXISTS);
+                put_bytes(&mut out, key);
+            }
         }
         out
     }
@@ -111,6 +174,17 @@ impl KvCommand {
                 expected: read_option(&mut r)?,
                 new: r.bytes()?.to_vec(),
             },
+            PUT_IF_PRESENT => KvCommand::PutIfPresent {
+                key: r.bytes()?.to_vec(),
+                value: r.bytes()?.to_vec(),
+            },
+            INCR_BY => KvCommand::IncrBy {
+                key: r.bytes()?.to_vec(),
+                delta: read_i64(&mut r)?,
+            },
+            EXISTS => KvCommand::Exists {
+                key: r.bytes()?.to_vec(),
+            },
             _ => return None,
         };
         r.is_empty().then_some(command)
@@ -122,7 +196,10 @@ impl KvCommand {
             KvCommand::Get { key }
             | KvCommand::Put { key, .. }
             | KvCommand::Delete { key }
-            | KvCommand::Cas { key, .. } => key,
+            | KvCommand::Cas { key, .. }
+            | KvCommand::PutIfPresent { key, .. }
+            | KvCommand::IncrBy { key, .. }
+            | KvCommand::Exists { key } => key,
         }
     }
 }
@@ -137,10 +214,26 @@ impl KvReply {
                 put_option(&mut out, value.as_deref());
             }
             KvReply::Done => out.push(PUT),
+            KvReply::Deleted(existed) => {
+                out.push(DELETE);
+                out.push(u8::from(*existed));
+            }
             KvReply::Cas { swapped, current } => {
                 out.push(CAS);
                 out.push(u8::from(*swapped));
                 put_option(&mut out, current.as_deref());
+            }
+            KvReply::Written(written) => {
+                out.push(PUT_IF_PRESENT);
+                out.push(u8::from(*written));
+            }
+            KvReply::Integer(value) => {
+                out.push(INCR_BY);
+                put_i64(&mut out, *value);
+            }
+            KvReply::Exists(exists) => {
+                out.push(EXISTS);
+                out.push(u8::from(*exists));
             }
         }
         out
@@ -152,17 +245,14 @@ impl KvReply {
         let reply = match r.u8()? {
             GET => KvReply::Value(read_option(&mut r)?),
             PUT => KvReply::Done,
-            CAS => {
-                let swapped = match r.u8()? {
-                    0 => false,
-                    1 => true,
-                    _ => return None,
-                };
-                KvReply::Cas {
-                    swapped,
-                    current: read_option(&mut r)?,
-                }
-            }
+            DELETE => KvReply::Deleted(read_bool(&mut r)?),
+            CAS => KvReply::Cas {
+                swapped: read_bool(&mut r)?,
+                current: read_option(&mut r)?,
+            },
+            PUT_IF_PRESENT => KvReply::Written(read_bool(&mut r)?),
+            INCR_BY => KvReply::Integer(read_i64(&mut r)?),
+            EXISTS => KvReply::Exists(read_bool(&mut r)?),
             _ => return None,
         };
         r.is_empty().then_some(reply)
@@ -184,9 +274,98 @@ pub enum KvError {
     Malformed { len: usize },
     #[error("malformed key-value snapshot")]
     BadSnapshot,
+    /// `IncrBy` found a value that is not a decimal `i64`. The text is Redis' own, since the
+    /// RESP front end passes it to Redis clients verbatim.
+    #[error("ERR value is not an integer or out of range")]
+    NotAnInteger,
+    /// `IncrBy`'s sum does not fit an `i64`; the value is left as it was.
+    #[error("ERR increment or decrement would overflow")]
+    Overflow,
+}
+
+/// Parses `text` as Redis parses a stored integer (`string2ll`): an optional `-`, then decimal
+/// digits with no leading zero unless the number is `0`; no `+`, no spaces, no `-0`, and the
+/// value must fit an `i64`.
+fn parse_strict_i64(text: &[u8]) -> Option<i64> {
+    let (negative, digits) = match text.split_first() {
+        Some((b'-', digits)) => (true, digits),
+        _ => (false, text),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    if digits[0] == b'0' && (digits.len() > 1 || negative) {
+        return None;
+    }
+    // Accumulating towards the sign keeps i64::MIN representable.
+    digits.iter().try_fold(0i64, |n, &d| {
+        let digit = i64::from(d - b'0');
+        let n = n.checked_mul(10)?;
+        if negative {
+            n.checked_sub(digit)
+        } else {
+            n.checked_add(digit)
+        }
+    })
+}
+
+/// `IncrBy` on `current`: the new value, or why the command is rejected.
+fn increment(current: Option<&Vec<u8>>, delta: i64) -> Result<i64, KvError> {
+    let value = match current {
+        None => 0,
+        Some(text) => parse_strict_i64(text).ok_or(KvError::NotAnInteger)?,
+    };
+    value.checked_add(delta).ok_or(KvError::Overflow)
 }
 
 pub type KvState = OrdMap<Vec<u8>, Vec<u8>>;
+
+/// Runs one command on `state`: the next state and the reply, or why it is rejected (the state
+/// is then unchanged).
+fn execute(state: &KvState, command: KvCommand) -> Result<(KvState, KvReply), KvError> {
+    let result = match command {
+        KvCommand::Get { key } => (state.clone(), KvReply::Value(state.get(&key).cloned())),
+        KvCommand::Put { key, value } => (state.update(key, value), KvReply::Done),
+        KvCommand::Delete { key } => {
+            let existed = state.contains_key(&key);
+            (state.without(&key), KvReply::Deleted(existed))
+        }
+        KvCommand::PutIfPresent { key, value } => {
+            if state.contains_key(&key) {
+                (state.update(key, value), KvReply::Written(true))
+            } else {
+                (state.clone(), KvReply::Written(false))
+            }
+        }
+        KvCommand::IncrBy { key, delta } => {
+            let sum = increment(state.get(&key), delta)?;
+            let text = sum.to_string().into_bytes();
+            (state.update(key, text), KvReply::Integer(sum))
+        }
+        KvCommand::Exists { key } => (state.clone(), KvReply::Exists(state.contains_key(&key))),
+        KvCommand::Cas { key, expected, new } => {
+            let current = state.get(&key).cloned();
+            if current == expected {
+                (
+                    state.update(key, new),
+                    KvReply::Cas {
+                        swapped: true,
+                        current,
+                    },
+                )
+            } else {
+                (
+                    state.clone(),
+                    KvReply::Cas {
+                        swapped: false,
+                        current,
+                    },
+                )
+            }
+        }
+    };
+    Ok(result)
+}
 
 impl ChrApplication for KvStore {
     type State = KvState;
@@ -203,31 +382,7 @@ impl ChrApplication for KvStore {
         _context: &ApplyContext,
     ) -> Result<Applied<KvState>, KvError> {
         let command = KvCommand::decode(event).ok_or(KvError::Malformed { len: event.len() })?;
-        let (state, reply) = match command {
-            KvCommand::Get { key } => (state.clone(), KvReply::Value(state.get(&key).cloned())),
-            KvCommand::Put { key, value } => (state.update(key, value), KvReply::Done),
-            KvCommand::Delete { key } => (state.without(&key), KvReply::Done),
-            KvCommand::Cas { key, expected, new } => {
-                let current = state.get(&key).cloned();
-                if current == expected {
-                    (
-                        state.update(key, new),
-                        KvReply::Cas {
-                            swapped: true,
-                            current,
-                        },
-                    )
-                } else {
-                    (
-                        state.clone(),
-                        KvReply::Cas {
-                            swapped: false,
-                            current,
-                        },
-                    )
-                }
-            }
-        };
+        let (state, reply) = execute(state, command)?;
         Ok(Applied {
             state,
             reply: reply.encode(),
@@ -238,6 +393,9 @@ impl ChrApplication for KvStore {
     fn query(&self, state: &KvState, query: &[u8]) -> Result<Vec<u8>, KvError> {
         match KvCommand::decode(query) {
             Some(KvCommand::Get { key }) => Ok(KvReply::Value(state.get(&key).cloned()).encode()),
+            Some(KvCommand::Exists { key }) => {
+                Ok(KvReply::Exists(state.contains_key(&key)).encode())
+            }
             _ => Err(KvError::Malformed { len: query.len() }),
         }
     }
@@ -303,6 +461,19 @@ mod tests {
                 expected: Some(b"o".to_vec()),
                 new: vec![],
             },
+            KvCommand::PutIfPresent {
+                key: b"k".to_vec(),
+                value: b"v".to_vec(),
+            },
+            KvCommand::IncrBy {
+                key: b"k".to_vec(),
+                delta: i64::MIN,
+            },
+            KvCommand::IncrBy {
+                key: vec![],
+                delta: -1,
+            },
+            KvCommand::Exists { key: b"k".to_vec() },
         ];
         for command in commands {
             let bytes = command.encode();
@@ -311,6 +482,33 @@ mod tests {
                 assert_eq!(KvCommand::decode(&bytes[..cut]), None);
             }
         }
+        let replies = [
+            KvReply::Value(None),
+            KvReply::Value(Some(b"v".to_vec())),
+            KvReply::Done,
+            KvReply::Deleted(false),
+            KvReply::Deleted(true),
+            KvReply::Cas {
+                swapped: true,
+                current: Some(vec![]),
+            },
+            KvReply::Written(true),
+            KvReply::Integer(i64::MAX),
+            KvReply::Integer(-7),
+            KvReply::Exists(false),
+        ];
+        for reply in replies {
+            let bytes = reply.encode();
+            assert_eq!(KvReply::decode(&bytes), Some(reply));
+            for cut in 0..bytes.len() {
+                assert_eq!(KvReply::decode(&bytes[..cut]), None);
+            }
+            let mut longer = bytes.clone();
+            longer.push(0);
+            assert_eq!(KvReply::decode(&longer), None);
+        }
+        // A flag byte other than 0 or 1 is malformed, not "true".
+        assert_eq!(KvReply::decode(&[DELETE, 2]), None);
         let mut rng = crate::rng::Rng::new(9);
         for _ in 0..2000 {
             let mut junk = vec![0u8; rng.below(20) as usize];
@@ -375,10 +573,127 @@ mod tests {
             key: b"b".to_vec(),
             value: b"3".to_vec(),
         });
-        assert_eq!(run(KvCommand::Delete { key: b"a".to_vec() }), KvReply::Done);
+        assert_eq!(
+            run(KvCommand::Delete { key: b"a".to_vec() }),
+            KvReply::Deleted(true)
+        );
+        assert_eq!(
+            run(KvCommand::Delete { key: b"a".to_vec() }),
+            KvReply::Deleted(false)
+        );
         let snapshot = kv.snapshot(&state);
         assert_eq!(kv.restore(&snapshot), Ok(state.clone()));
         assert!(kv.restore(&snapshot[..snapshot.len() - 1]).is_err());
         assert!(kv.apply(&state, b"\xff", &context()).is_err());
+    }
+
+    /// Runs `command` on `state`, keeping the new state: the reply, or the rejection's text.
+    fn run(state: &mut KvState, command: &KvCommand) -> Result<KvReply, String> {
+        match KvStore.apply(state, &command.encode(), &context()) {
+            Ok(applied) => {
+                *state = applied.state;
+                Ok(KvReply::decode(&applied.reply).expect("valid reply"))
+            }
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    // PutIfPresent writes only over an existing key, Delete reports whether the key existed,
+    // and Exists answers without changing anything, through both apply and query.
+    #[test]
+    fn conditional_put_delete_and_exists() {
+        let mut state = KvStore.genesis();
+        let key = || b"k".to_vec();
+        let put_if_present = |value: &[u8]| KvCommand::PutIfPresent {
+            key: key(),
+            value: value.to_vec(),
+        };
+        let exists = KvCommand::Exists { key: key() };
+        assert_eq!(
+            run(&mut state, &put_if_present(b"1")),
+            Ok(KvReply::Written(false))
+        );
+        assert!(state.is_empty());
+        assert_eq!(run(&mut state, &exists), Ok(KvReply::Exists(false)));
+        let put = KvCommand::Put {
+            key: key(),
+            value: vec![],
+        };
+        assert_eq!(run(&mut state, &put), Ok(KvReply::Done));
+        // An empty value is a present key.
+        assert_eq!(run(&mut state, &exists), Ok(KvReply::Exists(true)));
+        assert_eq!(
+            KvStore
+                .query(&state, &exists.encode())
+                .map(|r| KvReply::decode(&r)),
+            Ok(Some(KvReply::Exists(true)))
+        );
+        assert_eq!(
+            run(&mut state, &put_if_present(b"2")),
+            Ok(KvReply::Written(true))
+        );
+        assert_eq!(state.get(&key()), Some(&b"2".to_vec()));
+        let delete = KvCommand::Delete { key: key() };
+        assert_eq!(run(&mut state, &delete), Ok(KvReply::Deleted(true)));
+        assert_eq!(run(&mut state, &delete), Ok(KvReply::Deleted(false)));
+        assert!(state.is_empty());
+    }
+
+    // IncrBy follows Redis: a missing key counts from 0, the stored text must be a strict
+    // decimal i64, overflow is refused, and a refusal leaves the value untouched. Table-driven
+    // over (stored text, delta, expected reply or error text).
+    #[test]
+    fn incr_by_follows_redis() {
+        const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
+        const OVERFLOW: &str = "ERR increment or decrement would overflow";
+        let cases: [(Option<&str>, i64, Result<i64, &str>); 22] = [
+            (None, 1, Ok(1)),
+            (None, -5, Ok(-5)),
+            (None, i64::MIN, Ok(i64::MIN)),
+            (Some("0"), 0, Ok(0)),
+            (Some("41"), 1, Ok(42)),
+            (Some("-10"), 3, Ok(-7)),
+            (Some("9223372036854775806"), 1, Ok(i64::MAX)),
+            (Some("-9223372036854775808"), 1, Ok(i64::MIN + 1)),
+            (Some("9223372036854775807"), 1, Err(OVERFLOW)),
+            (Some("-9223372036854775808"), -1, Err(OVERFLOW)),
+            (Some("1"), i64::MAX, Err(OVERFLOW)),
+            (Some("9223372036854775808"), 0, Err(NOT_INTEGER)),
+            (Some("-9223372036854775809"), 0, Err(NOT_INTEGER)),
+            (Some(""), 1, Err(NOT_INTEGER)),
+            (Some("-"), 1, Err(NOT_INTEGER)),
+            (Some("+1"), 1, Err(NOT_INTEGER)),
+            (Some(" 1"), 1, Err(NOT_INTEGER)),
+            (Some("1 "), 1, Err(NOT_INTEGER)),
+            (Some("01"), 1, Err(NOT_INTEGER)),
+            (Some("-0"), 1, Err(NOT_INTEGER)),
+            (Some("1.5"), 1, Err(NOT_INTEGER)),
+            (Some("abc"), 1, Err(NOT_INTEGER)),
+        ];
+        for (stored, delta, expected) in cases {
+            let mut state = KvStore.genesis();
+            if let Some(text) = stored {
+                state.insert(b"n".to_vec(), text.as_bytes().to_vec());
+            }
+            let before = state.clone();
+            let command = KvCommand::IncrBy {
+                key: b"n".to_vec(),
+                delta,
+            };
+            let reply = run(&mut state, &command);
+            match expected {
+                Ok(sum) => {
+                    assert_eq!(reply, Ok(KvReply::Integer(sum)), "{stored:?} + {delta}");
+                    assert_eq!(
+                        state.get(&b"n".to_vec()),
+                        Some(&sum.to_string().into_bytes())
+                    );
+                }
+                Err(text) => {
+                    assert_eq!(reply, Err(text.to_owned()), "{stored:?} + {delta}");
+                    assert_eq!(state, before, "a rejected IncrBy changed the value");
+                }
+            }
+        }
     }
 }

@@ -1,8 +1,6 @@
 //! Parsed arguments to a typed command, with Redis' wording for every error a client can
 //! recover from. Such errors are replies: the connection stays open.
 
-use chronon_engine::app::kv::KvCommand;
-
 use crate::resp::parser::parse_i64;
 use crate::resp::table::CommandSpec;
 
@@ -106,18 +104,6 @@ pub enum RespCommand {
     Select,
     Cluster(ClusterQuery),
     Quit,
-}
-
-/// How a command reaches the key-value application.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum KvPlan {
-    /// The node answers by itself (`PING`, `INFO`, `CLUSTER ...`).
-    Local,
-    /// One engine command per key, in argument order, each sent to its key's shard. Keys on
-    /// different shards are not updated atomically.
-    PerKey(Vec<KvCommand>),
-    /// Needs an engine command that does not exist yet; the node replies with an error.
-    Unsupported { needs: &'static str },
 }
 
 fn arity_error(name: &str) -> CommandError {
@@ -224,53 +210,6 @@ impl RespCommand {
             other => unreachable!("the command table names {other} but the parser does not"),
         };
         Ok(command)
-    }
-
-    /// How this command maps onto the engine's key-value commands.
-    #[must_use]
-    pub fn kv_plan(&self) -> KvPlan {
-        let get = |key: &Bytes| KvCommand::Get { key: key.clone() };
-        match self {
-            RespCommand::Get { key } => KvPlan::PerKey(vec![get(key)]),
-            RespCommand::Set {
-                key,
-                value,
-                condition,
-            } => match condition {
-                SetCondition::Always => KvPlan::PerKey(vec![KvCommand::Put {
-                    key: key.clone(),
-                    value: value.clone(),
-                }]),
-                SetCondition::IfAbsent => KvPlan::PerKey(vec![KvCommand::Cas {
-                    key: key.clone(),
-                    expected: None,
-                    new: value.clone(),
-                }]),
-                SetCondition::IfPresent => KvPlan::Unsupported {
-                    needs: "a put that applies only if the key exists (SET XX)",
-                },
-            },
-            RespCommand::Del { .. } => KvPlan::Unsupported {
-                needs: "a delete that reports whether the key existed (DEL's count)",
-            },
-            // EXISTS reads each key and counts the present ones; the values are discarded.
-            RespCommand::Exists { keys } | RespCommand::MGet { keys } => {
-                KvPlan::PerKey(keys.iter().map(get).collect())
-            }
-            RespCommand::IncrBy { .. } => KvPlan::Unsupported {
-                needs: "an atomic integer increment (INCR, INCRBY)",
-            },
-            RespCommand::MSet { pairs } => KvPlan::PerKey(
-                pairs
-                    .iter()
-                    .map(|(key, value)| KvCommand::Put {
-                        key: key.clone(),
-                        value: value.clone(),
-                    })
-                    .collect(),
-            ),
-            _ => KvPlan::Local,
-        }
     }
 
     /// The keys this command touches, for routing (`CLUSTER KEYSLOT`'s key is an argument, not
