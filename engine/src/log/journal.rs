@@ -549,7 +549,7 @@ impl<D: VirtualDisk> Journal<D> {
             return Err(mismatch("cluster or shard differs"));
         }
         if header.size as usize != HEADER_SIZE + body.len()
-            || (checked == BodyChecked::No && Checksum::of(body) != header.checksum_body)
+            || (checked == BodyChecked::No && Checksum::of_body(body) != header.checksum_body)
         {
             return Err(mismatch("body does not match its checksum"));
         }
@@ -596,7 +596,7 @@ impl<D: VirtualDisk> Journal<D> {
                 reason: "repair of another entry",
             });
         }
-        if Checksum::of(body) != header.checksum_body
+        if Checksum::of_body(body) != header.checksum_body
             || header.size as usize != HEADER_SIZE + body.len()
         {
             return Err(JournalError::ChainMismatch {
