@@ -29,8 +29,11 @@ pub use raw::{DirectFile, DiskBatch, RoundPattern};
 pub use report::{Pair, Report, Row, RowKind, TARGET_CASE, TARGET_PERCENT};
 pub use temp::TempFile;
 
-/// Batches kept in flight by the append benches: the journal acknowledges an op one barrier
-/// after its entry's barrier, so a second batch keeps the disk busy meanwhile.
+/// Batches kept in flight by the append benches. The journal acknowledges an op one round after
+/// its entry's round, and with one barrier per batch that round also carries the next batch, so
+/// at this depth the driver waits for the round it has just started after each `flush`: the
+/// disk and the appends take turns. `--depth 3` is the smallest depth at which they can
+/// overlap; see `docs/BENCHMARKS.md`.
 pub const PIPELINE_DEPTH: usize = 2;
 
 /// Entries per barrier the append benches try.

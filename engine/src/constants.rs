@@ -45,8 +45,18 @@ pub const WRITE_RUN_BYTES_MAX: usize = 1 << 20;
 /// Reads the recovery scan keeps in flight at once.
 pub const RECOVERY_READS_MAX: usize = 64;
 
-/// The on-disk format version written in every header and superblock.
-pub const FORMAT_VERSION: u8 = 1;
+/// The on-disk format version written in every header and superblock. Version 2 pads bodies
+/// for their checksum ([`BODY_HASH_PAD`]); version 1 hashed them as they were.
+pub const FORMAT_VERSION: u8 = 2;
+
+/// An entry body longer than [`BODY_HASH_UNPADDED_MAX`] is hashed followed by zeros up to a
+/// multiple of this: four BLAKE3 chunks of 1 KiB, the smallest group BLAKE3 hashes in parallel
+/// (see `Checksum::of_body`).
+pub const BODY_HASH_PAD: usize = 4096;
+
+/// Bodies of at most one BLAKE3 chunk are hashed unpadded: a single chunk is compressed
+/// serially whatever its length, so padding it would only add work.
+pub const BODY_HASH_UNPADDED_MAX: usize = 1024;
 
 const _: () = {
     assert!(SECTOR_SIZE.is_power_of_two());
@@ -60,6 +70,7 @@ const _: () = {
     assert!((SLOT_SIZE_DEFAULT as usize).is_multiple_of(SECTOR_SIZE));
     assert!((SLOT_SIZE_MAX as usize).is_multiple_of(SECTOR_SIZE));
     assert!(SLOT_COUNT_DEFAULT >= SLOT_COUNT_MIN && SLOT_COUNT_DEFAULT <= SLOT_COUNT_MAX);
+    assert!(BODY_HASH_PAD.is_multiple_of(4 * BODY_HASH_UNPADDED_MAX));
 };
 
 /// Prepares the primary keeps in flight (uncommitted) at once.

@@ -454,7 +454,7 @@ impl Parent {
         let recovered = self.recovered(&report);
         for header in &recovered.headers {
             // The scan verified the on-disk body against `checksum_body`; this pins the body.
-            if header.checksum_body != Checksum::of(&expected_body(header.op.0)) {
+            if header.checksum_body != Checksum::of_body(&expected_body(header.op.0)) {
                 self.fail(&format!(
                     "op {} holds a body that was never appended",
                     header.op

@@ -11,9 +11,11 @@
 //! overlap the `fdatasync` (with `IO_DRAIN` they could not). The completion queue has room for twice
 //! that, so it never overflows and no completion is dropped, on any kernel.
 //!
-//! System calls: `submit_*` only fill the submission queue; `poll` and `wait` hand the whole
-//! batch to the kernel with one `io_uring_enter`, so a burst of writes and its barrier costs one
-//! system call.
+//! System calls: `submit_read` and `submit_write` only fill the submission queue. A barrier
+//! closes a burst of writes, so `submit_barrier` hands the burst to the kernel at once with one
+//! `io_uring_enter`: the disk starts on it while the caller goes on with its own work, instead
+//! of at its next `poll` or `wait`. `poll` and `wait` also submit whatever is queued, including
+//! what their own reaping released (a barrier whose writes finished, backlog requests).
 
 use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
@@ -230,11 +232,14 @@ impl VirtualDisk for IoUringDisk {
 
     fn submit_barrier(&mut self, token: u64) {
         self.enqueue(token, Op::Barrier);
+        self.submit_pending();
     }
 
     fn poll(&mut self, out: &mut Vec<Completion>) {
         self.submit_pending();
         self.reap(out);
+        // Reaping may have released a barrier or backlog requests into the submission queue.
+        self.submit_pending();
     }
 
     /// Blocks in the kernel without spinning first: this is for tools, tests and recovery; the
@@ -251,6 +256,7 @@ impl VirtualDisk for IoUringDisk {
             self.enter(1);
             self.reap(out);
         }
+        self.submit_pending();
     }
 
     fn in_flight(&self) -> usize {

@@ -76,7 +76,7 @@ impl Header {
         let size = u32::try_from(HEADER_SIZE + body.len()).expect("invariant: entry size fits u32");
         let mut header = Header {
             checksum: Checksum::ZERO,
-            checksum_body: Checksum::of(body),
+            checksum_body: Checksum::of_body(body),
             parent,
             op,
             view: meta.view,

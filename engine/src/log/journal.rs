@@ -44,7 +44,11 @@ const RUN_POOL_MAX: usize = 4;
 #[derive(Debug)]
 struct WriteRun {
     offset: u64,
+    /// Kept at its full capacity while entries are added, so that adding one does not zero-fill
+    /// bytes it is about to overwrite; cut to `len` when the run is submitted.
     buf: AlignedBuf,
+    /// Bytes of `buf` the run's entries fill.
+    len: usize,
     last_op: Op,
 }
 
@@ -550,7 +554,7 @@ impl<D: VirtualDisk> Journal<D> {
             return Err(mismatch("cluster or shard differs"));
         }
         if header.size as usize != HEADER_SIZE + body.len()
-            || (checked == BodyChecked::No && Checksum::of(body) != header.checksum_body)
+            || (checked == BodyChecked::No && Checksum::of_body(body) != header.checksum_body)
         {
             return Err(mismatch("body does not match its checksum"));
         }
@@ -597,7 +601,7 @@ impl<D: VirtualDisk> Journal<D> {
                 reason: "repair of another entry",
             });
         }
-        if Checksum::of(body) != header.checksum_body
+        if Checksum::of_body(body) != header.checksum_body
             || header.size as usize != HEADER_SIZE + body.len()
         {
             return Err(JournalError::ChainMismatch {
@@ -623,39 +627,45 @@ impl<D: VirtualDisk> Journal<D> {
     fn add_to_run(&mut self, offset: u64, header: &Header, body: &[u8]) {
         let padded = header.padded_size();
         let extends = self.run.as_ref().is_some_and(|run| {
-            run.offset + run.buf.len() as u64 == offset
-                && run.buf.len() + padded <= WRITE_RUN_BYTES_MAX
+            run.offset + run.len as u64 == offset && run.len + padded <= WRITE_RUN_BYTES_MAX
         });
         if !extends {
             self.submit_run();
-            let buf = self.run_pool.pop().unwrap_or_else(|| {
+            let mut buf = self.run_pool.pop().unwrap_or_else(|| {
                 AlignedBuf::with_capacity(WRITE_RUN_BYTES_MAX.max(self.layout.slot_size()))
             });
+            // Only sectors the buffer never held are zero-filled here: a pooled buffer keeps its
+            // old bytes, every one of which an entry overwrites before the run is submitted. An
+            // entry larger than a pooled run buffer (slots over 1 MiB) grows it.
+            buf.resize(buf.capacity().max(padded));
             self.run = Some(WriteRun {
                 offset,
-                buf: AlignedBuf::default(),
+                buf,
+                len: 0,
                 last_op: header.op,
             });
-            self.run.as_mut().expect("invariant: just set").buf = buf;
-            self.run
-                .as_mut()
-                .expect("invariant: just set")
-                .buf
-                .resize(0);
         }
         let run = self.run.as_mut().expect("invariant: a run exists");
-        let start = run.buf.len();
-        run.buf.resize(start + padded);
-        let bytes = &mut run.buf.as_mut_slice()[start..];
+        let start = run.len;
+        assert!(
+            start + padded <= run.buf.len(),
+            "invariant: the entry fits the run"
+        );
+        // Header, body and zero padding cover the entry's sectors entirely.
+        let bytes = &mut run.buf.as_mut_slice()[start..start + padded];
         bytes[..HEADER_SIZE].copy_from_slice(&header.encode());
         bytes[HEADER_SIZE..header.size as usize].copy_from_slice(body);
         bytes[header.size as usize..].fill(0);
+        run.len = start + padded;
         run.last_op = header.op;
     }
 
     /// Hands the current write run to the disk.
     fn submit_run(&mut self) {
-        if let Some(run) = self.run.take() {
+        if let Some(mut run) = self.run.take() {
+            assert!(run.len > 0, "invariant: a run holds at least one entry");
+            // Shrinking keeps the allocation and writes nothing.
+            run.buf.resize(run.len);
             self.disk
                 .submit_write(run.offset, run.buf, token(TOKEN_ENTRY, run.last_op.0));
         }

@@ -334,7 +334,7 @@ pub fn entry_state(
         return EntryState::Corrupt;
     }
     match bytes.get(crate::constants::HEADER_SIZE..header.size as usize) {
-        Some(body) if Checksum::of(body) == header.checksum_body => EntryState::Valid(header),
+        Some(body) if Checksum::of_body(body) == header.checksum_body => EntryState::Valid(header),
         _ => EntryState::HeaderOnly(header),
     }
 }

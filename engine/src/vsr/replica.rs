@@ -964,7 +964,7 @@ impl<A: ChrApplication> Replica<A> {
             && header.shard == self.config.shard
             && header.op > Op(0)
             && header.size as usize == HEADER_SIZE + body.len()
-            && Checksum::of(body) == header.checksum_body
+            && Checksum::of_body(body) == header.checksum_body
             && Header::decode(&header.encode()) == HeaderState::Valid(*header)
     }
 
