@@ -265,9 +265,10 @@ impl Client {
         }
     }
 
-    pub fn delete(&mut self, key: &[u8]) -> Result<(), ClientError> {
+    /// Deletes `key`; true if it existed.
+    pub fn delete(&mut self, key: &[u8]) -> Result<bool, ClientError> {
         match self.execute(&KvCommand::Delete { key: key.to_vec() })? {
-            KvReply::Done => Ok(()),
+            KvReply::Deleted(existed) => Ok(existed),
             reply => Err(unexpected("delete", reply)),
         }
     }

@@ -302,10 +302,7 @@ impl Replicated {
                 self.store.insert(key, value);
                 KvReply::Done
             }
-            KvCommand::Delete { key } => {
-                self.store.remove(&key);
-                KvReply::Done
-            }
+            KvCommand::Delete { key } => KvReply::Deleted(self.store.remove(&key).is_some()),
             KvCommand::Cas { key, expected, new } => {
                 let current = self.store.get(&key).cloned();
                 let swapped = current == expected;
@@ -314,6 +311,7 @@ impl Replicated {
                 }
                 KvReply::Cas { swapped, current }
             }
+            other => panic!("the fake replica does not model {other:?}"),
         }
     }
 }

@@ -13,6 +13,7 @@
 mod conn;
 mod eventfd;
 pub mod node;
+mod proxy;
 pub mod shard;
 
 pub use chronon_net::slots;

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
@@ -82,7 +82,11 @@ impl Node {
             boxes.push((sender, waker));
             inboxes.push(receiver);
         }
-        let post = Post { boxes };
+        let views = (0..shard_count).map(|_| AtomicU64::new(0)).collect();
+        let post = Post {
+            boxes,
+            views: Arc::new(views),
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut threads = Vec::with_capacity(shard_count);

@@ -178,7 +178,12 @@ impl Proxy {
     }
 
     /// Resends what waited too long, and fails what waited through too many attempts.
-    pub fn on_tick(&mut self, now: Instant, out: &mut Vec<Envelope>, done: &mut Vec<(Tag, Outcome)>) {
+    pub fn on_tick(
+        &mut self,
+        now: Instant,
+        out: &mut Vec<Envelope>,
+        done: &mut Vec<(Tag, Outcome)>,
+    ) {
         if let State::Registering { sent_at, attempts } = self.state
             && now.duration_since(sent_at) >= RESEND_AFTER
         {

@@ -2,28 +2,34 @@
 //! readiness loop. The replica is the same `chronon-engine` code the simulator runs; this file
 //! only moves bytes and time to and from it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chronon_disk::{AnyDisk, DiskChoice};
 use chronon_engine::app::kv::KvStore;
+use chronon_engine::app::kv::{KvCommand, KvReply};
 use chronon_engine::constants::{
     BATCH_REQUESTS_MAX, HEADER_SIZE, REQUEST_QUEUE_MAX, SESSIONS_MAX_DEFAULT,
 };
-use chronon_engine::ids::{ClientId, ReplicaIndex, ShardId, Timestamp};
+use chronon_engine::ids::{ClientId, ReplicaIndex, ShardId, Timestamp, View};
 use chronon_engine::log::{Journal, JournalError};
 use chronon_engine::vsr::{
-    Action, Endpoint, Envelope, Input, JournalHost, Message, Replica, ReplicaConfig, Timeouts,
+    Action, Endpoint, Envelope, Input, JournalHost, Message, Replica, ReplicaConfig, ReplyError,
+    Timeouts,
 };
 use chronon_net::constants::FRAME_PAYLOAD_MAX;
 use chronon_net::frame::FrameKind;
+use chronon_net::resp::{
+    Execution, KvPlan, KvResult, NodeView, RespCommand, RespLimits, RespParser, RespSession,
+    RespValue,
+};
 use chronon_net::{Backoff, FrameDecoder, Hello, Topology};
 use mio::net::{TcpListener, TcpStream};
 use mio::unix::SourceFd;
@@ -31,6 +37,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::conn::{Conn, ReadOutcome};
 use crate::eventfd::EventFd;
+use crate::proxy::{Outcome, Proxy, Tag};
 
 /// How often the replica's clock ticks (its timeouts are counted in ticks).
 pub const TICK: Duration = Duration::from_millis(10);
@@ -68,10 +75,12 @@ pub(crate) struct Mail {
     pub envelope: Envelope,
 }
 
-/// The shards' inboxes, for sending mail to any of them.
+/// The shards' inboxes, for sending mail to any of them, and each shard's latest view (for
+/// the `CLUSTER` replies, which name every shard's primary).
 #[derive(Clone, Debug)]
 pub(crate) struct Post {
     pub boxes: Vec<(Sender<Mail>, Arc<Waker>)>,
+    pub views: Arc<Vec<AtomicU64>>,
 }
 
 /// Why a shard could not start or had to stop.
@@ -109,6 +118,34 @@ enum Route {
     Conn(Token),
     Peer(u8),
     Shard(u16),
+    /// A proxy session of this thread (on behalf of RESP connections).
+    Local,
+}
+
+/// A RESP command waiting for its turn to be answered (replies go out in command order).
+#[derive(Debug)]
+struct Pending {
+    seq: u64,
+    state: PendingState,
+    close_after: bool,
+}
+
+#[derive(Debug)]
+enum PendingState {
+    Ready(RespValue),
+    Waiting {
+        plan: KvPlan,
+        results: Vec<Vec<Option<KvResult>>>,
+        missing: usize,
+    },
+}
+
+#[derive(Debug)]
+struct RespState {
+    session: RespSession,
+    queue: VecDeque<Pending>,
+    next_seq: u64,
+    closing: bool,
 }
 
 #[derive(Debug)]
@@ -118,6 +155,7 @@ enum ConnKind {
         peer: Option<u8>,
     },
     Native,
+    Resp(Box<RespState>),
 }
 
 #[derive(Debug)]
@@ -163,6 +201,8 @@ pub(crate) struct Shard {
     routes: BTreeMap<ClientId, Route>,
     post: Post,
     inbox: Receiver<Mail>,
+    proxies: Vec<Proxy>,
+    resp_parser: RespParser,
     actions: Vec<Action>,
     next_tick: Instant,
     frame: Vec<u8>,
@@ -184,13 +224,48 @@ fn listen(shard: ShardId, address: SocketAddr) -> Result<TcpListener, ShardError
     })
 }
 
+/// The links this shard dials, one per other host.
+fn peers(setup: &ShardSetup) -> Vec<Option<Peer>> {
+    let (topology, shard) = (&setup.topology, setup.shard);
+    (0..topology.replica_count())
+        .map(|r| {
+            (r != setup.host.0).then(|| Peer {
+                address: topology.replica_addr(ReplicaIndex(r), shard),
+                state: PeerState::Idle {
+                    retry_at: Instant::now(),
+                },
+                conn: None,
+                decoder: FrameDecoder::new(FRAME_PAYLOAD_MAX),
+                backoff: Backoff::new(
+                    Duration::from_millis(20),
+                    Duration::from_secs(2),
+                    u64::from(r) ^ (u64::from(shard.0) << 8) ^ 0x5eed,
+                ),
+                last_problem: None,
+                dropped: 0,
+            })
+        })
+        .collect()
+}
+
+/// This thread's sessions towards every shard, with ids unlikely to repeat across restarts.
+fn proxies(topology: &Topology, shard: ShardId) -> Vec<Proxy> {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    (0..topology.shard_count)
+        .map(|t| {
+            let id = nanos ^ (u64::from(shard.0) << 48) ^ (u64::from(t) << 32) ^ 0x5e55;
+            Proxy::new(topology.cluster, ShardId(t), ClientId(id | 1))
+        })
+        .collect()
+}
+
 /// A recovered replica, its journal, and the actions recovery asked for.
 type Recovered = (Replica<KvStore>, Journal<AnyDisk>, Vec<Action>);
 
 /// Opens a shard's data file, checks it belongs here, and recovers its replica.
-fn recover(
-    setup: &ShardSetup,
-) -> Result<Recovered, ShardError> {
+fn recover(setup: &ShardSetup) -> Result<Recovered, ShardError> {
     let shard = setup.shard;
     let topology = &setup.topology;
     let open_error = |detail: String| ShardError::Open {
@@ -308,25 +383,7 @@ impl Shard {
                 })?;
             listeners.push((token, listener));
         }
-        let peers = (0..topology.replica_count())
-            .map(|r| {
-                (r != setup.host.0).then(|| Peer {
-                    address: topology.replica_addr(ReplicaIndex(r), shard),
-                    state: PeerState::Idle {
-                        retry_at: Instant::now(),
-                    },
-                    conn: None,
-                    decoder: FrameDecoder::new(FRAME_PAYLOAD_MAX),
-                    backoff: Backoff::new(
-                        Duration::from_millis(20),
-                        Duration::from_secs(2),
-                        u64::from(r) ^ (u64::from(shard.0) << 8) ^ 0x5eed,
-                    ),
-                    last_problem: None,
-                    dropped: 0,
-                })
-            })
-            .collect();
+        let peers = peers(&setup);
         host.enqueue(&actions);
         let hello = Hello::new(
             topology.cluster,
@@ -343,6 +400,7 @@ impl Shard {
             disk = host.journal().disk().kind_name(),
             "shard recovered"
         );
+        let proxies = proxies(topology, shard);
         let mut shard_runtime = Shard {
             setup,
             hello,
@@ -355,8 +413,10 @@ impl Shard {
             conns: BTreeMap::new(),
             next_conn: CONN_BASE,
             routes: BTreeMap::new(),
+            proxies,
             post,
             inbox,
+            resp_parser: RespParser::new(RespLimits::default()),
             actions: Vec::new(),
             next_tick: Instant::now(),
             frame: Vec::new(),
@@ -467,14 +527,14 @@ impl Shard {
             let kind = match token {
                 REPLICA_LISTENER => ConnKind::InboundPeer { peer: None },
                 NATIVE_LISTENER => ConnKind::Native,
-                // The RESP front end is not wired yet: refuse politely.
-                _ => {
-                    use std::io::Write;
-                    let _ = stream.write_all(
-                        b"-ERR this node does not serve RESP yet; use the native port\r\n",
-                    );
-                    continue;
-                }
+                _ => ConnKind::Resp(Box::new(RespState {
+                    session: RespSession::new(
+                        (u64::from(self.setup.shard.0) << 40) | self.next_conn as u64,
+                    ),
+                    queue: VecDeque::new(),
+                    next_seq: 0,
+                    closing: false,
+                })),
             };
             let _ = stream.set_nodelay(true);
             let conn_token = Token(self.next_conn);
@@ -502,6 +562,11 @@ impl Shard {
         if let Some(mut connection) = self.conns.remove(&token) {
             let _ = self.poll.registry().deregister(&mut connection.conn.stream);
             self.routes.retain(|_, route| *route != Route::Conn(token));
+            if matches!(connection.kind, ConnKind::Resp(_)) {
+                for proxy in &mut self.proxies {
+                    proxy.forget_conn(token.0);
+                }
+            }
         }
     }
 
@@ -517,6 +582,13 @@ impl Shard {
             return;
         }
         let closed = connection.conn.read_available() == ReadOutcome::Closed;
+        if matches!(connection.kind, ConnKind::Resp(_)) {
+            self.on_resp_input(token);
+            if closed {
+                self.close_conn(token);
+            }
+            return;
+        }
         let bytes = std::mem::take(&mut connection.conn.read);
         let mut input = bytes.as_slice();
         let mut frames = Vec::new();
@@ -606,11 +678,24 @@ impl Shard {
             }
             (Message::Request(request), Endpoint::Client(id)) if request.client == id => {
                 self.routes.insert(id, source);
-                if envelope.shard == self.setup.shard {
-                    self.step(Input::Message(envelope));
-                } else if envelope.shard.0 < self.setup.topology.shard_count {
-                    self.mail(envelope.shard.0, envelope);
+                if envelope.shard != self.setup.shard {
+                    if envelope.shard.0 < self.setup.topology.shard_count {
+                        self.mail(envelope.shard.0, envelope);
+                    }
+                    return;
                 }
+                // A proxy's request is carried to the primary over the replica link, so a
+                // RESP client can use any port; a native client is redirected instead.
+                let proxied = matches!(source, Route::Local | Route::Shard(_));
+                if proxied && !self.replica.is_primary() {
+                    let view = self.replica.view().max(envelope.view);
+                    let primary = self.setup.topology.primary(self.setup.shard, view);
+                    if primary != self.setup.host {
+                        self.send_to_peer(primary.0, &envelope);
+                        return;
+                    }
+                }
+                self.step(Input::Message(envelope));
             }
             (_, Endpoint::Replica(_)) if envelope.shard == self.setup.shard => {
                 self.step(Input::Message(envelope));
@@ -642,6 +727,11 @@ impl Shard {
             }
             Some(Route::Peer(peer)) => self.send_to_peer(peer, envelope),
             Some(Route::Shard(shard)) => self.mail(shard, envelope.clone()),
+            Some(Route::Local) => {
+                if let Message::Reply(reply) = &envelope.message {
+                    self.on_proxy_reply(reply.clone());
+                }
+            }
             None => {}
         }
     }
@@ -678,6 +768,11 @@ impl Shard {
         self.step(Input::Tick {
             now: Timestamp(wall),
         });
+        let (mut out, mut done) = (Vec::new(), Vec::new());
+        for proxy in &mut self.proxies {
+            proxy.on_tick(now, &mut out, &mut done);
+        }
+        self.proxy_output(out, done);
     }
 
     /// Runs one input through the replica and carries out its actions.
@@ -687,6 +782,7 @@ impl Shard {
         self.replica.step(input, &mut actions);
         let after = (self.replica.view(), self.replica.status());
         if before != after {
+            self.post.views[usize::from(self.setup.shard.0)].store(after.0.0, Ordering::Relaxed);
             tracing::info!(
                 shard = %self.setup.shard,
                 view = %after.0,
@@ -899,6 +995,305 @@ impl Shard {
                 "replica link: {problem}; retrying with backoff"
             );
             peer.last_problem = Some(problem);
+        }
+    }
+}
+
+// ---- The Redis front end ----
+
+/// A command's part: which batch of its plan, and which command in that batch.
+fn part_of(batch: usize, index: usize) -> usize {
+    (batch << 20) | index
+}
+
+fn split_part(part: usize) -> (usize, usize) {
+    (part >> 20, part & ((1 << 20) - 1))
+}
+
+/// A replica's answer to one key-value command, as the plan's merge expects it.
+fn kv_result(outcome: Outcome) -> KvResult {
+    match outcome {
+        Ok(bytes) => KvReply::decode(&bytes)
+            .ok_or_else(|| "ERR internal error: an undecodable reply from the shard".to_owned()),
+        Err(ReplyError::Rejected(text)) => Err(text),
+        Err(ReplyError::NoSession) => {
+            Err("TRYAGAIN the node's session with the shard was evicted; retry".to_owned())
+        }
+        Err(ReplyError::TooLarge { size, max }) => Err(format!(
+            "ERR the command is {size} bytes, more than a log entry holds ({max})"
+        )),
+        Err(ReplyError::NotPrimary { .. }) => {
+            Err("TRYAGAIN the shard is changing primary; retry".to_owned())
+        }
+    }
+}
+
+impl Shard {
+    /// Parses every complete command a RESP connection sent, answers or dispatches each, and
+    /// writes whatever replies are ready, in order.
+    fn on_resp_input(&mut self, token: Token) {
+        let mut args = Vec::new();
+        loop {
+            let Some(connection) = self.conns.get_mut(&token) else {
+                return;
+            };
+            let ConnKind::Resp(state) = &mut connection.kind else {
+                return;
+            };
+            if state.closing {
+                connection.conn.read.clear();
+                break;
+            }
+            let buffer = &connection.conn.read;
+            let used = match self.resp_parser.parse(buffer, &mut args) {
+                Ok(Some(used)) => used,
+                Ok(None) => break,
+                Err(error) => {
+                    // The stream's framing is lost: answer, then close, as Redis does.
+                    let seq = state.next_seq;
+                    state.next_seq += 1;
+                    state.queue.push_back(Pending {
+                        seq,
+                        state: PendingState::Ready(RespValue::Error(format!(
+                            "ERR Protocol error: {error}"
+                        ))),
+                        close_after: true,
+                    });
+                    state.closing = true;
+                    connection.conn.read.clear();
+                    break;
+                }
+            };
+            if args.is_empty() {
+                connection.conn.read.drain(..used);
+                continue;
+            }
+            let parts: Vec<&[u8]> = args.iter().map(|r| &buffer[r.clone()]).collect();
+            let parsed = RespCommand::parse(&parts);
+            connection.conn.read.drain(..used);
+            let seq = state.next_seq;
+            state.next_seq += 1;
+            self.run_resp_command(token, seq, parsed);
+        }
+        self.write_resp_replies(token);
+    }
+
+    fn node_view_primaries(&self) -> Vec<ReplicaIndex> {
+        let topology = &self.setup.topology;
+        (0..topology.shard_count)
+            .map(|t| {
+                let view = if t == self.setup.shard.0 {
+                    self.replica.view()
+                } else {
+                    View(self.post.views[usize::from(t)].load(Ordering::Relaxed))
+                };
+                topology.primary(ShardId(t), view)
+            })
+            .collect()
+    }
+
+    fn run_resp_command(
+        &mut self,
+        token: Token,
+        seq: u64,
+        parsed: Result<RespCommand, chronon_net::resp::CommandError>,
+    ) {
+        let primaries = self.node_view_primaries();
+        let status = self.status_lines();
+        let Some(connection) = self.conns.get_mut(&token) else {
+            return;
+        };
+        let ConnKind::Resp(state) = &mut connection.kind else {
+            return;
+        };
+        let command = match parsed {
+            Ok(command) => command,
+            Err(error) => {
+                state.queue.push_back(Pending {
+                    seq,
+                    state: PendingState::Ready(RespValue::Error(error.0)),
+                    close_after: false,
+                });
+                return;
+            }
+        };
+        let view = NodeView {
+            topology: &self.setup.topology,
+            host: self.setup.host,
+            shard: self.setup.shard,
+            primaries: &primaries,
+        };
+        let is_info = matches!(command, RespCommand::Info { .. });
+        let (pending, plan) = match chronon_net::resp::execute(&command, &view, &mut state.session)
+        {
+            Execution::Reply(RespValue::Bulk(mut text)) if is_info => {
+                text.extend_from_slice(status.as_bytes());
+                (PendingState::Ready(RespValue::Bulk(text)), None)
+            }
+            Execution::Reply(reply) => (PendingState::Ready(reply), None),
+            Execution::Close(reply) => {
+                state.closing = true;
+                state.queue.push_back(Pending {
+                    seq,
+                    state: PendingState::Ready(reply),
+                    close_after: true,
+                });
+                return;
+            }
+            Execution::Kv(plan) => {
+                let results: Vec<Vec<Option<KvResult>>> = plan
+                    .batches()
+                    .iter()
+                    .map(|b| vec![None; b.commands.len()])
+                    .collect();
+                let missing = results.iter().map(Vec::len).sum();
+                let batches: Vec<(ShardId, Vec<Vec<u8>>)> = plan
+                    .batches()
+                    .iter()
+                    .map(|b| (b.shard, b.commands.iter().map(KvCommand::encode).collect()))
+                    .collect();
+                (
+                    PendingState::Waiting {
+                        plan,
+                        results,
+                        missing,
+                    },
+                    Some(batches),
+                )
+            }
+        };
+        state.queue.push_back(Pending {
+            seq,
+            state: pending,
+            close_after: false,
+        });
+        let Some(batches) = plan else {
+            return;
+        };
+        let now = Instant::now();
+        let mut out = Vec::new();
+        for (batch, (target, bodies)) in batches.into_iter().enumerate() {
+            for (index, body) in bodies.into_iter().enumerate() {
+                let tag = Tag {
+                    conn: token.0,
+                    command: seq,
+                    part: part_of(batch, index),
+                };
+                self.proxies[usize::from(target.0)].submit(tag, body, now, &mut out);
+            }
+        }
+        self.proxy_output(out, Vec::new());
+    }
+
+    /// The `# Chronon` section appended to `INFO`: this shard's replica state, so operators
+    /// and tests can compare replicas.
+    fn status_lines(&self) -> String {
+        format!(
+            "\r\n# Chronon\r\nchronon_shard:{}\r\nchronon_replica:{}\r\nchronon_view:{}\r\n\
+             chronon_status:{:?}\r\nchronon_op:{}\r\nchronon_commit:{}\r\n\
+             chronon_executed:{}\r\nchronon_state_hash:{:032x}\r\n",
+            self.setup.shard,
+            self.setup.host,
+            self.replica.view(),
+            self.replica.status(),
+            self.replica.op(),
+            self.replica.commit_max(),
+            self.replica.commit_min(),
+            self.replica.state_hash().0,
+        )
+    }
+
+    /// Sends a proxy's requests towards their shards and files its finished results.
+    fn proxy_output(&mut self, out: Vec<Envelope>, done: Vec<(Tag, Outcome)>) {
+        for envelope in out {
+            self.on_envelope(envelope, Route::Local);
+        }
+        let mut touched = Vec::new();
+        for (tag, outcome) in done {
+            self.file_result(tag, outcome);
+            touched.push(Token(tag.conn));
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for token in touched {
+            self.write_resp_replies(token);
+        }
+    }
+
+    fn on_proxy_reply(&mut self, reply: chronon_engine::vsr::Reply) {
+        let Some(index) = self.proxies.iter().position(|p| p.client() == reply.client) else {
+            return;
+        };
+        let (mut out, mut done) = (Vec::new(), Vec::new());
+        self.proxies[index].on_reply(reply, Instant::now(), &mut out, &mut done);
+        self.proxy_output(out, done);
+    }
+
+    fn file_result(&mut self, tag: Tag, outcome: Outcome) {
+        let Some(connection) = self.conns.get_mut(&Token(tag.conn)) else {
+            return;
+        };
+        let ConnKind::Resp(state) = &mut connection.kind else {
+            return;
+        };
+        let Some(pending) = state.queue.iter_mut().find(|p| p.seq == tag.command) else {
+            return;
+        };
+        let PendingState::Waiting {
+            plan,
+            results,
+            missing,
+        } = &mut pending.state
+        else {
+            return;
+        };
+        let (batch, index) = split_part(tag.part);
+        let Some(slot) = results.get_mut(batch).and_then(|b| b.get_mut(index)) else {
+            return;
+        };
+        if slot.is_none() {
+            *missing -= 1;
+        }
+        *slot = Some(kv_result(outcome));
+        if *missing == 0 {
+            let complete: Vec<Vec<KvResult>> = results
+                .iter_mut()
+                .map(|b| b.iter_mut().map(|r| r.take().expect("complete")).collect())
+                .collect();
+            pending.state = PendingState::Ready(plan.reply(&complete));
+        }
+    }
+
+    /// Writes the replies at the front of a RESP connection's queue that are ready.
+    fn write_resp_replies(&mut self, token: Token) {
+        let Some(connection) = self.conns.get_mut(&token) else {
+            return;
+        };
+        let ConnKind::Resp(state) = &mut connection.kind else {
+            return;
+        };
+        let mut close = false;
+        let mut bytes = Vec::new();
+        while let Some(Pending {
+            state: PendingState::Ready(_),
+            ..
+        }) = state.queue.front()
+        {
+            let pending = state.queue.pop_front().expect("front exists");
+            if let PendingState::Ready(reply) = pending.state {
+                reply.encode(&mut bytes);
+            }
+            if pending.close_after {
+                close = true;
+                break;
+            }
+        }
+        if bytes.is_empty() && !close {
+            return;
+        }
+        let failed = !connection.conn.queue(&bytes) || connection.conn.flush().is_err();
+        if failed || close {
+            self.close_conn(token);
         }
     }
 }
