@@ -17,7 +17,7 @@ use chronon_net::resp::{RespLimits, RespValue};
 
 const SHARDS: u16 = 2;
 const CLUSTER: u64 = 77;
-const DEADLINE: Duration = Duration::from_secs(120);
+const DEADLINE: Duration = Duration::from_mins(2);
 
 fn chronon() -> Command {
     Command::new(env!("CARGO_BIN_EXE_chronon"))
@@ -224,7 +224,7 @@ fn three_processes_survive_a_primary_kill() {
         cluster.start(replica);
     }
     let mut config = ClientConfig::new(topology.clone());
-    config.call_timeout = Duration::from_secs(60);
+    config.call_timeout = Duration::from_mins(1);
     let mut client = Client::new(config).expect("client");
     let mut acknowledged: Vec<(String, String)> = Vec::new();
     let mut write = |client: &mut Client, cluster: &Cluster, round: &str, n: usize| {
