@@ -194,7 +194,9 @@ fn serve(
         topology.resp_addr(ReplicaIndex(0), ShardId(0)).port()
     );
     say!(
-        "           chronon kv set hello world --addresses {}",
+        "           chronon kv set hello world --cluster {} --shards {} --addresses {}",
+        topology.cluster,
+        topology.shard_count,
         topology
             .hosts
             .iter()

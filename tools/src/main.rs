@@ -18,6 +18,7 @@ mod disk;
 mod format;
 mod inspect;
 mod inspect_report;
+mod kv;
 mod start;
 
 use std::io::IsTerminal;
@@ -52,6 +53,8 @@ enum Command {
     /// Format (on first use) and run a local cluster on loopback; writes DIR/cluster.json once
     /// it serves, and stops it on Ctrl-C.
     Dev(dev::DevArgs),
+    /// A small client: get, set or delete a key over the native protocol.
+    Kv(kv::KvArgs),
 }
 
 pub(crate) fn say_line(line: std::fmt::Arguments<'_>) {
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(args),
         Command::Start(args) => start::run(args),
         Command::Dev(args) => dev::run(args),
+        Command::Kv(args) => kv::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

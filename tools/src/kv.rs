@@ -1,0 +1,96 @@
+//! `chronon kv`: a small command-line client for the key-value application, over the native
+//! protocol (sessions, routing and retries come from `chronon_net::client`).
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use chronon_engine::ids::ClusterId;
+use chronon_net::Topology;
+use chronon_net::client::{Client, ClientConfig};
+
+#[derive(Debug, clap::Args)]
+pub struct KvArgs {
+    #[command(subcommand)]
+    pub command: KvCommandArg,
+}
+
+/// Where the cluster is.
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    /// Every host's base address, in replica order (as given to `chronon start`).
+    #[arg(long, value_name = "A0,A1,...", value_delimiter = ',', required = true)]
+    pub addresses: Vec<String>,
+    /// The cluster id.
+    #[arg(long, value_name = "ID")]
+    pub cluster: u64,
+    /// Shards per host.
+    #[arg(long, value_name = "S", default_value_t = 2)]
+    pub shards: u16,
+    /// Give up after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum KvCommandArg {
+    /// Print the value of KEY (or "(nil)").
+    Get {
+        key: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Set KEY to VALUE.
+    Set {
+        key: String,
+        value: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Delete KEY; prints 1 if it existed, else 0.
+    Del {
+        key: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+fn resolve(address: &str) -> anyhow::Result<SocketAddr> {
+    address
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve address {address:?}: use ip:port"))?
+        .next()
+        .ok_or_else(|| anyhow!("address {address:?} resolves to nothing"))
+}
+
+pub fn run(args: &KvArgs) -> anyhow::Result<()> {
+    let target = match &args.command {
+        KvCommandArg::Get { target, .. }
+        | KvCommandArg::Set { target, .. }
+        | KvCommandArg::Del { target, .. } => target,
+    };
+    let hosts = target
+        .addresses
+        .iter()
+        .map(|a| resolve(a))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let topology = Topology::new(ClusterId(target.cluster), target.shards, hosts)?;
+    let mut config = ClientConfig::new(topology);
+    config.call_timeout = Duration::from_secs(target.timeout);
+    let mut client = Client::new(config)?;
+    match &args.command {
+        KvCommandArg::Get { key, .. } => match client.get(key.as_bytes())? {
+            Some(value) => say!("{}", String::from_utf8_lossy(&value)),
+            None => say!("(nil)"),
+        },
+        KvCommandArg::Set { key, value, .. } => {
+            client.put(key.as_bytes(), value.as_bytes())?;
+            say!("OK");
+        }
+        KvCommandArg::Del { key, .. } => {
+            let existed = client.delete(key.as_bytes())?;
+            say!("{}", u8::from(existed));
+        }
+    }
+    Ok(())
+}
