@@ -23,6 +23,9 @@ pub struct NodeConfig {
     /// One data file per shard, in shard order.
     pub data_files: Vec<PathBuf>,
     pub disk: DiskChoice,
+    /// Pin shard `s`'s thread to core `s mod cores`. Off by default: on a shared or virtual
+    /// machine a pinned thread can wait for its core while another sits idle.
+    pub pin: bool,
 }
 
 /// Stops a node from anywhere (a signal handler, another thread).
@@ -99,9 +102,21 @@ impl Node {
                 disk: config.disk,
             };
             let (post, stop, ready) = (post.clone(), Arc::clone(&stop), ready_tx.clone());
+            let core = if config.pin {
+                core_affinity::get_core_ids()
+                    .filter(|cores| !cores.is_empty())
+                    .map(|cores| cores[s % cores.len()])
+            } else {
+                None
+            };
             let thread = std::thread::Builder::new()
                 .name(format!("shard-{s}"))
                 .spawn(move || {
+                    if let Some(core) = core
+                        && !core_affinity::set_for_current(core)
+                    {
+                        tracing::warn!(shard = s, "could not pin the thread to core {}", core.id);
+                    }
                     let shard = match Shard::open(setup, poll, post, inbox) {
                         Ok(shard) => {
                             let _ = ready.send(None);

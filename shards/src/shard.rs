@@ -189,6 +189,8 @@ struct Peer {
 #[derive(Debug)]
 pub(crate) struct Shard {
     setup: ShardSetup,
+    /// Held while the shard runs: an exclusive lock on its data file.
+    _lock: std::fs::File,
     hello: Hello,
     replica: Replica<KvStore>,
     host: JournalHost<AnyDisk>,
@@ -261,8 +263,13 @@ fn proxies(topology: &Topology, shard: ShardId) -> Vec<Proxy> {
         .collect()
 }
 
-/// A recovered replica, its journal, and the actions recovery asked for.
-type Recovered = (Replica<KvStore>, Journal<AnyDisk>, Vec<Action>);
+/// A recovered replica, its journal, the actions recovery asked for, and the data file's lock.
+type Recovered = (
+    Replica<KvStore>,
+    Journal<AnyDisk>,
+    Vec<Action>,
+    std::fs::File,
+);
 
 /// Opens a shard's data file, checks it belongs here, and recovers its replica.
 fn recover(setup: &ShardSetup) -> Result<Recovered, ShardError> {
@@ -273,6 +280,18 @@ fn recover(setup: &ShardSetup) -> Result<Recovered, ShardError> {
         file: setup.data_file.display().to_string(),
         detail,
     };
+    // One process per data file: a second node on the same directory would write the same log.
+    let lock = std::fs::File::open(&setup.data_file)
+        .map_err(|e| open_error(format!("cannot open: {e}")))?;
+    if let Err(error) = lock.try_lock() {
+        return Err(open_error(match error {
+            std::fs::TryLockError::WouldBlock => "another process is using this data file (is \
+                                                  a node already running on this data \
+                                                  directory?)"
+                .to_owned(),
+            std::fs::TryLockError::Error(e) => format!("cannot lock: {e}"),
+        }));
+    }
     let (disk, warning) =
         chronon_disk::open(&setup.data_file, setup.disk).map_err(|e| open_error(e.to_string()))?;
     if let Some(cause) = warning {
@@ -329,7 +348,7 @@ fn recover(setup: &ShardSetup) -> Result<Recovered, ShardError> {
     let mut actions = Vec::new();
     let replica = Replica::recover(config, KvStore, recovered, &mut actions)
         .map_err(|e| open_error(e.to_string()))?;
-    Ok((replica, journal, actions))
+    Ok((replica, journal, actions, lock))
 }
 
 impl Shard {
@@ -347,7 +366,7 @@ impl Shard {
             file: setup.data_file.display().to_string(),
             detail,
         };
-        let (replica, journal, actions) = recover(&setup)?;
+        let (replica, journal, actions, lock) = recover(&setup)?;
         let mut host = JournalHost::new(journal);
         let disk_signal =
             EventFd::new().map_err(|e| open_error(format!("creating an eventfd: {e}")))?;
@@ -402,6 +421,7 @@ impl Shard {
         );
         let proxies = proxies(topology, shard);
         let mut shard_runtime = Shard {
+            _lock: lock,
             setup,
             hello,
             replica,

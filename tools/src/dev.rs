@@ -54,12 +54,14 @@ fn cluster_id(args: &DevArgs) -> anyhow::Result<(u64, bool)> {
     let first = replica_dir(&args.data, 0);
     if first.exists() && !data_dir::list_shards(&first)?.is_empty() {
         let node = crate::start::node_config(&crate::start::StartArgs {
-            data: first,
+            config: None,
+            data: Some(first),
             addresses: (0..args.replicas)
                 .map(|_| "127.0.0.1:1".to_owned())
                 .collect(),
             cluster: None,
             disk: chronon_disk::DiskChoice::Auto,
+            pin: false,
         })?;
         if node.topology.shard_count != args.shards {
             bail!(

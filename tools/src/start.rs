@@ -17,12 +17,16 @@ use crate::data_dir;
 
 #[derive(Debug, clap::Args)]
 pub struct StartArgs {
+    /// A TOML file with any of: data = "DIR", addresses = ["ip:port", ...], cluster = ID,
+    /// disk = "auto", pin = true. Flags given on the command line win.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Data directory created by `chronon format`.
-    #[arg(long, value_name = "DIR")]
-    pub data: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "config")]
+    pub data: Option<PathBuf>,
     /// Every host's base address, in replica order (ip:port,...). Shard s of a host listens on
     /// port+3s (replicas), port+3s+1 (native clients) and port+3s+2 (RESP).
-    #[arg(long, value_name = "A0,A1,...", value_delimiter = ',', required = true)]
+    #[arg(long, value_name = "A0,A1,...", value_delimiter = ',')]
     pub addresses: Vec<String>,
     /// The cluster id this node must belong to (checked against the data files).
     #[arg(long, value_name = "ID")]
@@ -34,6 +38,60 @@ pub struct StartArgs {
         help = "Disk implementation: auto, sync or io_uring"
     )]
     pub disk: DiskChoice,
+    /// Pin each shard's thread to a core (shard s to core s mod cores).
+    #[arg(long)]
+    pub pin: bool,
+}
+
+/// `chronon start`'s settings as a TOML file may give them.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data: Option<PathBuf>,
+    addresses: Option<Vec<String>>,
+    cluster: Option<u64>,
+    disk: Option<String>,
+    pin: Option<bool>,
+}
+
+/// The flags, completed from `--config` where a flag was not given.
+fn merged(args: &StartArgs) -> anyhow::Result<StartArgs> {
+    let file = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?;
+            toml::from_str::<FileConfig>(&text)
+                .map_err(|e| anyhow!("config file {}: {e}", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let data = args.data.clone().or(file.data).ok_or_else(|| {
+        anyhow!("no data directory: pass --data DIR or set data = \"DIR\" in the config file")
+    })?;
+    let addresses = if args.addresses.is_empty() {
+        file.addresses.unwrap_or_default()
+    } else {
+        args.addresses.clone()
+    };
+    if addresses.is_empty() {
+        bail!(
+            "no addresses: pass --addresses A0,A1,... or set addresses = [...] in the config file"
+        );
+    }
+    let disk = match (&args.config, file.disk) {
+        (Some(_), Some(kind)) if args.disk == DiskChoice::Auto => kind
+            .parse()
+            .map_err(|e: String| anyhow!("config file: disk: {e}"))?,
+        _ => args.disk,
+    };
+    Ok(StartArgs {
+        config: None,
+        data: Some(data),
+        addresses,
+        cluster: args.cluster.or(file.cluster),
+        disk,
+        pin: args.pin || file.pin.unwrap_or(false),
+    })
 }
 
 /// The view state of a data file, read without recovering its log.
@@ -72,19 +130,21 @@ fn resolve(address: &str) -> anyhow::Result<SocketAddr> {
 
 /// Reads the data directory and the flags into a node configuration.
 pub fn node_config(args: &StartArgs) -> anyhow::Result<NodeConfig> {
-    let files = data_dir::list_shards(&args.data)?;
+    let args = &merged(args)?;
+    let data = args.data.as_ref().expect("merged fills it");
+    let files = data_dir::list_shards(data)?;
     if files.is_empty() {
         bail!(
             "{} holds no shard files: create them with `chronon format --data {} ...`",
-            args.data.display(),
-            args.data.display()
+            data.display(),
+            data.display()
         );
     }
     let missing = data_dir::missing_shards(&files);
     if !missing.is_empty() {
         bail!(
             "{} lacks the files of shards {missing:?}: restore them, or format a new directory",
-            args.data.display()
+            data.display()
         );
     }
     let first = read_superblock(&files[0].path)?;
@@ -112,7 +172,7 @@ pub fn node_config(args: &StartArgs) -> anyhow::Result<NodeConfig> {
     {
         bail!(
             "{} belongs to cluster {}, not {cluster}: check --cluster and --data",
-            args.data.display(),
+            data.display(),
             first.cluster
         );
     }
@@ -137,6 +197,7 @@ pub fn node_config(args: &StartArgs) -> anyhow::Result<NodeConfig> {
         host: first.replica,
         data_files: files.into_iter().map(|f| f.path).collect(),
         disk: args.disk,
+        pin: args.pin,
     })
 }
 
