@@ -289,7 +289,7 @@ fn command_errors_match_redis() {
     for (words, expected) in cases {
         assert_eq!(error(words), expected, "{words:?}");
     }
-    assert!(error(&["hello", "3"]).starts_with("NOPROTO "));
+    assert!(error(&["hello", "4"]).starts_with("NOPROTO "));
     assert!(
         error(&["set", "k", "v", "EX", "10"]).starts_with("ERR SET option 'EX' is not supported")
     );
@@ -364,6 +364,7 @@ fn commands_parse() {
         (
             &["hello"],
             RespCommand::Hello {
+                protocol: None,
                 auth: None,
                 setname: None,
             },
@@ -371,6 +372,7 @@ fn commands_parse() {
         (
             &["hello", "2", "auth", "u", "p", "setname", "me"],
             RespCommand::Hello {
+                protocol: Some(2),
                 auth: Some((b("u"), b("p"))),
                 setname: Some(b("me")),
             },

@@ -507,3 +507,46 @@ fn moved_and_redirect() {
         format!("-MOVED {} 127.0.0.1:9005\r\n", key_slot(b.as_bytes()).0)
     );
 }
+
+// `HELLO 3` switches a connection to RESP3: the reply is a map with `proto` 3, and nulls are
+// written as RESP3's `_`; without `HELLO 3` the same values keep their RESP2 bytes.
+#[test]
+fn hello_3_switches_the_connection_to_resp3() {
+    use chronon_engine::ids::{ClusterId, ReplicaIndex, ShardId};
+    use chronon_net::Topology;
+    use chronon_net::resp::{Execution, NodeView, RespCommand, RespSession, RespValue, execute};
+    let topology = Topology::new(
+        ClusterId(1),
+        1,
+        vec![std::net::SocketAddr::from(([127, 0, 0, 1], 7000))],
+    )
+    .expect("topology");
+    let primaries = [ReplicaIndex(0)];
+    let view = NodeView {
+        topology: &topology,
+        host: ReplicaIndex(0),
+        shard: ShardId(0),
+        primaries: &primaries,
+    };
+    let mut session = RespSession::new(1);
+    let hello = RespCommand::parse(&[b"HELLO", b"3"]).expect("parses");
+    let Execution::Reply(reply) = execute(&hello, &view, &mut session) else {
+        panic!("HELLO is answered locally");
+    };
+    assert_eq!(session.protocol, 3);
+    let mut bytes = Vec::new();
+    reply.encode_as(session.protocol, &mut bytes);
+    assert!(
+        bytes.starts_with(b"%7\r\n"),
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    assert!(String::from_utf8_lossy(&bytes).contains("$5\r\nproto\r\n:3\r\n"));
+    let (mut resp2, mut resp3) = (Vec::new(), Vec::new());
+    RespValue::Null.encode_as(2, &mut resp2);
+    RespValue::Null.encode_as(3, &mut resp3);
+    assert_eq!(
+        (resp2.as_slice(), resp3.as_slice()),
+        (&b"$-1\r\n"[..], &b"_\r\n"[..])
+    );
+}

@@ -1294,6 +1294,7 @@ impl Shard {
         };
         let mut close = false;
         let mut bytes = Vec::new();
+        let protocol = state.session.protocol;
         while let Some(Pending {
             state: PendingState::Ready(_),
             ..
@@ -1301,7 +1302,7 @@ impl Shard {
         {
             let pending = state.queue.pop_front().expect("front exists");
             if let PendingState::Ready(reply) = pending.state {
-                reply.encode(&mut bytes);
+                reply.encode_as(protocol, &mut bytes);
             }
             if pending.close_after {
                 close = true;

@@ -93,9 +93,10 @@ pub enum RespCommand {
     Info {
         sections: Vec<Bytes>,
     },
-    /// `HELLO [2 [AUTH user pass] [SETNAME name]]`. Only RESP2 is spoken: a request for
-    /// another version is refused at parse time with `NOPROTO`, and clients fall back.
+    /// `HELLO [2|3 [AUTH user pass] [SETNAME name]]`. RESP3 is spoken as far as the
+    /// commands here need (its null and its map for `HELLO`); other versions get `NOPROTO`.
     Hello {
+        protocol: Option<u8>,
         auth: Option<(Bytes, Bytes)>,
         setname: Option<Bytes>,
     },
@@ -303,16 +304,18 @@ fn parse_command_query(rest: &[&[u8]]) -> Result<CommandQuery, CommandError> {
 fn parse_hello(rest: &[&[u8]]) -> Result<RespCommand, CommandError> {
     let Some((version, mut options)) = rest.split_first() else {
         return Ok(RespCommand::Hello {
+            protocol: None,
             auth: None,
             setname: None,
         });
     };
-    match parse_i64(version) {
-        Some(2) => {}
+    let protocol = match parse_i64(version) {
+        Some(2) => 2,
+        Some(3) => 3,
         Some(_) => {
             return Err(CommandError(
                 "NOPROTO sorry, this protocol version is not supported: this server speaks \
-                 RESP2 only"
+                 RESP2 and RESP3"
                     .to_owned(),
             ));
         }
@@ -321,7 +324,7 @@ fn parse_hello(rest: &[&[u8]]) -> Result<RespCommand, CommandError> {
                 "ERR Protocol version is not an integer or out of range".to_owned(),
             ));
         }
-    }
+    };
     let (mut auth, mut setname) = (None, None);
     while let Some((option, after)) = options.split_first() {
         match after {
@@ -341,7 +344,11 @@ fn parse_hello(rest: &[&[u8]]) -> Result<RespCommand, CommandError> {
             }
         }
     }
-    Ok(RespCommand::Hello { auth, setname })
+    Ok(RespCommand::Hello {
+        protocol: Some(protocol),
+        auth,
+        setname,
+    })
 }
 
 fn valid_client_name(name: &[u8]) -> Result<Bytes, CommandError> {

@@ -24,6 +24,8 @@ pub struct RespSession {
     pub name: Option<Vec<u8>>,
     pub lib_name: Option<Vec<u8>>,
     pub lib_ver: Option<Vec<u8>>,
+    /// The RESP version `HELLO` chose: 2 (the default) or 3.
+    pub protocol: u8,
 }
 
 impl RespSession {
@@ -31,6 +33,7 @@ impl RespSession {
     pub fn new(id: u64) -> RespSession {
         RespSession {
             id,
+            protocol: 2,
             ..RespSession::default()
         }
     }
@@ -69,8 +72,26 @@ pub fn execute(command: &RespCommand, view: &NodeView<'_>, session: &mut RespSes
         | RespCommand::Echo { message } => RespValue::Bulk(message.clone()),
         RespCommand::Command(query) => command_reply(query),
         RespCommand::Info { sections } => RespValue::Bulk(info(view, sections).into_bytes()),
-        RespCommand::Hello { auth, setname } => {
-            hello(view, session, auth.as_ref(), setname.as_ref())
+        RespCommand::Hello {
+            protocol,
+            auth,
+            setname,
+        } => {
+            let reply = hello(view, session, auth.as_ref(), setname.as_ref());
+            if let (Some(protocol), RespValue::Map(_)) = (protocol, &reply) {
+                session.protocol = *protocol;
+            }
+            return Execution::Reply(match reply {
+                RespValue::Map(mut pairs) => {
+                    for (key, value) in &mut pairs {
+                        if *key == RespValue::bulk("proto") {
+                            *value = RespValue::Integer(i64::from(session.protocol));
+                        }
+                    }
+                    RespValue::Map(pairs)
+                }
+                other => other,
+            });
         }
         RespCommand::Client(query) => client(view, session, query),
         RespCommand::Select => ok(),
@@ -129,21 +150,17 @@ fn hello(
     } else {
         "replica"
     };
-    RespValue::Array(vec![
-        RespValue::bulk("server"),
-        RespValue::bulk("redis"),
-        RespValue::bulk("version"),
-        RespValue::bulk(REDIS_VERSION),
-        RespValue::bulk("proto"),
-        RespValue::Integer(2),
-        RespValue::bulk("id"),
-        RespValue::Integer(session_id(session)),
-        RespValue::bulk("mode"),
-        RespValue::bulk("cluster"),
-        RespValue::bulk("role"),
-        RespValue::bulk(role),
-        RespValue::bulk("modules"),
-        RespValue::Array(Vec::new()),
+    RespValue::Map(vec![
+        (RespValue::bulk("server"), RespValue::bulk("redis")),
+        (RespValue::bulk("version"), RespValue::bulk(REDIS_VERSION)),
+        (RespValue::bulk("proto"), RespValue::Integer(2)),
+        (
+            RespValue::bulk("id"),
+            RespValue::Integer(session_id(session)),
+        ),
+        (RespValue::bulk("mode"), RespValue::bulk("cluster")),
+        (RespValue::bulk("role"), RespValue::bulk(role)),
+        (RespValue::bulk("modules"), RespValue::Array(Vec::new())),
     ])
 }
 

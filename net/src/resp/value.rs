@@ -20,6 +20,8 @@ pub enum RespValue {
     Array(Vec<RespValue>),
     /// The null array, `*-1`.
     NullArray,
+    /// Key-value pairs: a RESP3 map (`%`), or a flat array of keys and values in RESP2.
+    Map(Vec<(RespValue, RespValue)>),
 }
 
 fn write_line(out: &mut Vec<u8>, marker: u8, text: &str) {
@@ -67,19 +69,48 @@ pub fn write_array_len(out: &mut Vec<u8>, len: usize) {
 
 impl RespValue {
     pub fn encode(&self, out: &mut Vec<u8>) {
+        self.encode_as(2, out);
+    }
+
+    /// Encodes for a connection speaking RESP `protocol` (2 or 3): RESP3 has its own null
+    /// (`_`) and maps (`%`); everything else is written alike.
+    pub fn encode_as(&self, protocol: u8, out: &mut Vec<u8>) {
+        match self {
+            RespValue::Null | RespValue::NullArray if protocol >= 3 => {
+                out.extend_from_slice(b"_\r\n");
+            }
+            RespValue::Array(items) => {
+                write_array_len(out, items.len());
+                for item in items {
+                    item.encode_as(protocol, out);
+                }
+            }
+            RespValue::Map(pairs) => {
+                if protocol >= 3 {
+                    out.push(b'%');
+                    out.extend_from_slice(pairs.len().to_string().as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                } else {
+                    write_array_len(out, pairs.len() * 2);
+                }
+                for (key, value) in pairs {
+                    key.encode_as(protocol, out);
+                    value.encode_as(protocol, out);
+                }
+            }
+            other => other.encode_flat(out),
+        }
+    }
+
+    fn encode_flat(&self, out: &mut Vec<u8>) {
         match self {
             RespValue::Simple(text) => write_simple(out, text),
             RespValue::Error(text) => write_error(out, text),
             RespValue::Integer(value) => write_integer(out, *value),
             RespValue::Bulk(bytes) => write_bulk(out, bytes),
             RespValue::Null => write_null(out),
-            RespValue::Array(items) => {
-                write_array_len(out, items.len());
-                for item in items {
-                    item.encode(out);
-                }
-            }
             RespValue::NullArray => out.extend_from_slice(b"*-1\r\n"),
+            RespValue::Array(_) | RespValue::Map(_) => self.encode_as(2, out),
         }
     }
 
