@@ -9,7 +9,8 @@ use mio::net::TcpStream;
 /// Bytes a connection may have waiting to be written before it is closed as too slow.
 pub const WRITE_BUFFER_MAX: usize = 64 * 1024 * 1024;
 
-const READ_CHUNK: usize = 64 * 1024;
+/// Bytes one `read` call takes at most (the size of the shard's scratch buffer).
+pub const READ_CHUNK: usize = 64 * 1024;
 
 /// What reading found.
 #[derive(Debug, PartialEq, Eq)]
@@ -38,16 +39,13 @@ impl Conn {
         }
     }
 
-    /// Reads everything the socket holds now into `read`.
-    pub fn read_available(&mut self) -> ReadOutcome {
+    /// Reads everything the socket holds now into `read`, through `scratch` (a buffer the
+    /// caller reuses, so no read zero-fills or allocates a fresh chunk).
+    pub fn read_available(&mut self, scratch: &mut [u8]) -> ReadOutcome {
         loop {
-            let start = self.read.len();
-            self.read.resize(start + READ_CHUNK, 0);
-            let result = self.stream.read(&mut self.read[start..]);
-            self.read.truncate(start + *result.as_ref().unwrap_or(&0));
-            match result {
+            match self.stream.read(scratch) {
                 Ok(0) => return ReadOutcome::Closed,
-                Ok(_) => {}
+                Ok(n) => self.read.extend_from_slice(&scratch[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Open,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return ReadOutcome::Closed,

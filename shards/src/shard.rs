@@ -206,6 +206,8 @@ pub(crate) struct Shard {
     proxies: Vec<Proxy>,
     resp_parser: RespParser,
     actions: Vec<Action>,
+    /// Where sockets are read into before their bytes join a connection's buffer.
+    scratch: Vec<u8>,
     next_tick: Instant,
     frame: Vec<u8>,
 }
@@ -438,6 +440,7 @@ impl Shard {
             inbox,
             resp_parser: RespParser::new(RespLimits::default()),
             actions: Vec::new(),
+            scratch: vec![0; crate::conn::READ_CHUNK],
             next_tick: Instant::now(),
             frame: Vec::new(),
         };
@@ -601,7 +604,7 @@ impl Shard {
         if !readable {
             return;
         }
-        let closed = connection.conn.read_available() == ReadOutcome::Closed;
+        let closed = connection.conn.read_available(&mut self.scratch) == ReadOutcome::Closed;
         if matches!(connection.kind, ConnKind::Resp(_)) {
             self.on_resp_input(token);
             if closed {
@@ -956,7 +959,7 @@ impl Shard {
         if !readable {
             return;
         }
-        let closed = conn.read_available() == ReadOutcome::Closed;
+        let closed = conn.read_available(&mut self.scratch) == ReadOutcome::Closed;
         let bytes = std::mem::take(&mut conn.read);
         let mut input = bytes.as_slice();
         let mut problem = None;
