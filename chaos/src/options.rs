@@ -73,6 +73,33 @@ impl Options {
         self
     }
 
+    /// A calm three-replica, one-shard cluster with busy clients and no random faults: the
+    /// base of targeted scenario tests, which inject their own faults.
+    #[must_use]
+    pub fn calm(seed: u64) -> Options {
+        let mut options = Options::from_seed(seed);
+        options.replica_count = 3;
+        options.shard_count = 1;
+        options.clients_per_shard = 4;
+        options.keys_per_shard = 8;
+        options.requests_per_client = 100;
+        options.network = NetworkOptions {
+            drop_ppm: 0,
+            duplicate_ppm: 0,
+            corrupt_ppm: 0,
+            delay_min: 1,
+            delay_max: 2,
+            partition_ppm: 0,
+            asymmetric: false,
+            partition_ticks_max: 1,
+        };
+        options.crash_ppm = 0;
+        options.disk_stall_ppm = 0;
+        options.client_crash_ppm = 0;
+        options.corruptible_replicas = 0;
+        options
+    }
+
     /// Draws every parameter from `seed`.
     #[must_use]
     pub fn from_seed(seed: u64) -> Options {

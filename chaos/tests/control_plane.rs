@@ -2,32 +2,14 @@
 //! changes never wait on the disk, so a slow disk alone never triggers an election, while a
 //! primary cut off from the network is replaced within the timeouts.
 
-use chronon_chaos::options::NetworkOptions;
 use chronon_chaos::simulation::committed;
 use chronon_chaos::{Options, Simulation};
 use chronon_engine::vsr::{Status, Timeouts};
 
-/// A calm three-replica cluster with busy clients and no random faults.
 fn calm(seed: u64) -> Options {
-    let mut options = Options::from_seed(seed);
-    options.replica_count = 3;
-    options.shard_count = 1;
-    options.clients_per_shard = 4;
-    options.keys_per_shard = 8;
-    options.requests_per_client = 100;
-    options.network = NetworkOptions {
-        drop_ppm: 0,
-        duplicate_ppm: 0,
-        corrupt_ppm: 0,
-        delay_min: 1,
-        delay_max: 2,
-        partition_ppm: 0,
-        asymmetric: false,
-        partition_ticks_max: 1,
-    };
-    options.crash_ppm = 0;
-    options.disk_stall_ppm = 0;
-    options.client_crash_ppm = 0;
+    let mut options = Options::calm(seed);
+    // These scenarios keep whatever disk corruption the seed draws.
+    options.corruptible_replicas = Options::from_seed(seed).corruptible_replicas;
     options
 }
 

@@ -3,7 +3,6 @@
 //! replica recovering its head after recovery lost both witnesses of an entry it acknowledged.
 
 use chronon_chaos::node::SIM_LOG;
-use chronon_chaos::options::NetworkOptions;
 use chronon_chaos::simulation::committed;
 use chronon_chaos::{Options, Simulation};
 use chronon_engine::constants::HEADER_SIZE;
@@ -12,28 +11,9 @@ use chronon_engine::ids::{Op, View};
 use chronon_engine::log::Layout;
 use chronon_engine::vsr::Status;
 
-/// A calm three-replica cluster with busy clients and no random faults.
 fn calm(seed: u64) -> Options {
-    let mut options = Options::from_seed(seed);
-    options.replica_count = 3;
-    options.shard_count = 1;
-    options.clients_per_shard = 4;
-    options.keys_per_shard = 8;
+    let mut options = Options::calm(seed);
     options.requests_per_client = 200;
-    options.network = NetworkOptions {
-        drop_ppm: 0,
-        duplicate_ppm: 0,
-        corrupt_ppm: 0,
-        delay_min: 1,
-        delay_max: 2,
-        partition_ppm: 0,
-        asymmetric: false,
-        partition_ticks_max: 1,
-    };
-    options.crash_ppm = 0;
-    options.disk_stall_ppm = 0;
-    options.client_crash_ppm = 0;
-    options.corruptible_replicas = 0;
     options
 }
 

@@ -68,6 +68,17 @@ pub struct ShardSetup {
     pub disk: DiskChoice,
 }
 
+impl ShardSetup {
+    /// An error about this shard's data file.
+    fn open_error(&self, detail: String) -> ShardError {
+        ShardError::Open {
+            shard: self.shard,
+            file: self.data_file.display().to_string(),
+            detail,
+        }
+    }
+}
+
 /// A message between the shards of one process.
 #[derive(Debug)]
 pub(crate) struct Mail {
@@ -182,6 +193,7 @@ struct Peer {
     backoff: Backoff,
     /// The last failure logged, so a peer that stays down is reported once, not per retry.
     last_problem: Option<String>,
+    /// Messages dropped because the link was down or its buffer full (shown by `INFO`).
     dropped: u64,
 }
 
@@ -277,11 +289,7 @@ type Recovered = (
 fn recover(setup: &ShardSetup) -> Result<Recovered, ShardError> {
     let shard = setup.shard;
     let topology = &setup.topology;
-    let open_error = |detail: String| ShardError::Open {
-        shard,
-        file: setup.data_file.display().to_string(),
-        detail,
-    };
+    let open_error = |detail: String| setup.open_error(detail);
     // One process per data file: a second node on the same directory would write the same log.
     let lock = std::fs::File::open(&setup.data_file)
         .map_err(|e| open_error(format!("cannot open: {e}")))?;
@@ -363,11 +371,7 @@ impl Shard {
     ) -> Result<Shard, ShardError> {
         let shard = setup.shard;
         let topology = &setup.topology;
-        let open_error = |detail: String| ShardError::Open {
-            shard,
-            file: setup.data_file.display().to_string(),
-            detail,
-        };
+        let open_error = |detail: String| setup.open_error(detail);
         let (replica, journal, actions, lock) = recover(&setup)?;
         let mut host = JournalHost::new(journal);
         let disk_signal =
@@ -1214,7 +1218,8 @@ impl Shard {
         format!(
             "\r\n# Chronon\r\nchronon_shard:{}\r\nchronon_replica:{}\r\nchronon_view:{}\r\n\
              chronon_status:{:?}\r\nchronon_op:{}\r\nchronon_commit:{}\r\n\
-             chronon_executed:{}\r\nchronon_state_hash:{:032x}\r\n",
+             chronon_executed:{}\r\nchronon_state_hash:{:032x}\r\n\
+             chronon_peer_messages_dropped:{}\r\n",
             self.setup.shard,
             self.setup.host,
             self.replica.view(),
@@ -1223,6 +1228,7 @@ impl Shard {
             self.replica.commit_max(),
             self.replica.commit_min(),
             self.replica.state_hash().0,
+            self.peers.iter().flatten().map(|p| p.dropped).sum::<u64>(),
         )
     }
 

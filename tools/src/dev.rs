@@ -3,8 +3,7 @@
 //! on Ctrl-C.
 
 use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -12,13 +11,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
-use chronon_engine::ids::{ClientId, ClusterId, ReplicaIndex, RequestNumber, ShardId, View};
-use chronon_engine::vsr::{Endpoint, Envelope, Message, ReplyError, Request, RequestKind};
-use chronon_net::constants::FRAME_PAYLOAD_MAX;
-use chronon_net::{FrameDecoder, Topology};
+use chronon_engine::app::kv::KvCommand;
+use chronon_engine::ids::{ClusterId, ReplicaIndex, ShardId};
+use chronon_net::Topology;
+use chronon_net::client::{Client, ClientConfig};
 
 use crate::data_dir;
 use crate::format::{self, FormatArgs};
+
+/// Ports reserved per replica: replica `r` uses ports from `base + PORT_SPAN * r`.
+const PORT_SPAN: u32 = 100;
+
+/// How long one readiness probe waits before the loop checks the processes again.
+const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, clap::Args)]
 pub struct DevArgs {
@@ -85,9 +90,10 @@ pub fn run(args: &DevArgs) -> anyhow::Result<()> {
     if args.replicas == 0 || args.shards == 0 {
         bail!("--replicas and --shards must be at least 1");
     }
-    let span = 100u32;
-    let last = u32::from(args.base_port) + span * u32::from(args.replicas);
-    if u32::from(args.shards) * 3 > span || last > u32::from(u16::MAX) {
+    let last = u32::from(args.base_port) + PORT_SPAN * u32::from(args.replicas);
+    if u32::from(args.shards) * u32::from(chronon_net::topology::PORTS_PER_SHARD) > PORT_SPAN
+        || last > u32::from(u16::MAX)
+    {
         bail!(
             "--base-port {} with {} replicas and {} shards needs ports past 65535 or more than \
              100 per replica: lower --base-port or --shards",
@@ -98,7 +104,12 @@ pub fn run(args: &DevArgs) -> anyhow::Result<()> {
     }
     let (cluster, fresh) = cluster_id(args)?;
     let addresses: Vec<String> = (0..u16::from(args.replicas))
-        .map(|r| format!("127.0.0.1:{}", args.base_port + 100 * r))
+        .map(|r| {
+            format!(
+                "127.0.0.1:{}",
+                u32::from(args.base_port) + PORT_SPAN * u32::from(r)
+            )
+        })
         .collect();
     if fresh {
         for replica in 0..args.replicas {
@@ -156,6 +167,9 @@ fn serve(
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(args.ready_timeout);
+    let mut config = ClientConfig::new(topology.clone());
+    config.call_timeout = READY_PROBE_TIMEOUT;
+    let mut client = Client::new(config)?;
     let mut pending: Vec<ShardId> = (0..topology.shard_count).map(ShardId).collect();
     while !pending.is_empty() {
         check_children(args, children)?;
@@ -169,7 +183,7 @@ fn serve(
                 args.data.display()
             );
         }
-        pending.retain(|shard| !serves(topology, *shard));
+        pending.retain(|shard| !serves(&mut client, *shard));
         std::thread::sleep(Duration::from_millis(100));
     }
     let json = cluster_json(topology, children);
@@ -268,67 +282,11 @@ fn cluster_json(topology: &Topology, children: &[Child]) -> serde_json::Value {
     })
 }
 
-/// True if `shard` registers a client session through consensus: its group has a primary
-/// that commits.
-fn serves(topology: &Topology, shard: ShardId) -> bool {
-    let mut host = topology.primary(shard, View(0));
-    for _ in 0..topology.replica_count() {
-        match register(topology, host, shard) {
-            Some(Ok(())) => return true,
-            Some(Err(view)) => host = topology.primary(shard, view),
-            None => host = ReplicaIndex((host.0 + 1) % topology.replica_count()),
-        }
-    }
-    false
-}
-
-/// One session registration at `host`: `Ok` once committed, `Err(view)` if that host is not
-/// the primary, `None` if there was no answer.
-fn register(topology: &Topology, host: ReplicaIndex, shard: ShardId) -> Option<Result<(), View>> {
-    let address = topology.native_addr(host, shard);
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_millis(500)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(7, |d| d.as_nanos() as u64);
-    let client = ClientId(nanos | 1);
-    let request = Request {
-        client,
-        request: RequestNumber(0),
-        kind: RequestKind::Register,
-        body: Vec::new(),
-    };
-    let envelope = Envelope::seal(
-        topology.cluster,
-        shard,
-        View(0),
-        Endpoint::Client(client),
-        Message::Request(request),
-    );
-    let mut frame = Vec::new();
-    chronon_net::wire::encode_envelope_frame(&envelope, FRAME_PAYLOAD_MAX, &mut frame).ok()?;
-    stream.write_all(&frame).ok()?;
-    let mut decoder = FrameDecoder::new(FRAME_PAYLOAD_MAX);
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = stream.read(&mut buf).ok()?;
-        if n == 0 {
-            return None;
-        }
-        let mut input = &buf[..n];
-        while !input.is_empty() {
-            if let Some(frame) = decoder.push(&mut input).ok()? {
-                let reply = chronon_net::wire::decode_envelope(frame.payload).ok()?;
-                if let Message::Reply(reply) = reply.message
-                    && reply.client == client
-                {
-                    return Some(match reply.result {
-                        Ok(_) => Ok(()),
-                        Err(ReplyError::NotPrimary { view }) => Err(view),
-                        Err(_) => return None,
-                    });
-                }
-            }
-        }
-    }
+/// True if `shard` commits: a read of a key it owns goes through its log.
+fn serves(client: &mut Client, shard: ShardId) -> bool {
+    let key = (0..u32::MAX)
+        .map(|i| format!("chronon-dev-ready-{i}").into_bytes())
+        .find(|key| client.shard_of(key) == shard)
+        .expect("some key maps to every shard");
+    client.execute(&KvCommand::Exists { key }).is_ok()
 }

@@ -1,10 +1,8 @@
 //! `chronon kv`: a small command-line client for the key-value application, over the native
 //! protocol (sessions, routing and retries come from `chronon_net::client`).
 
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use anyhow::{Context, anyhow};
 use chronon_engine::ids::ClusterId;
 use chronon_net::Topology;
 use chronon_net::client::{Client, ClientConfig};
@@ -55,14 +53,6 @@ pub enum KvCommandArg {
     },
 }
 
-fn resolve(address: &str) -> anyhow::Result<SocketAddr> {
-    address
-        .to_socket_addrs()
-        .with_context(|| format!("cannot resolve address {address:?}: use ip:port"))?
-        .next()
-        .ok_or_else(|| anyhow!("address {address:?} resolves to nothing"))
-}
-
 pub fn run(args: &KvArgs) -> anyhow::Result<()> {
     let target = match &args.command {
         KvCommandArg::Get { target, .. }
@@ -72,7 +62,7 @@ pub fn run(args: &KvArgs) -> anyhow::Result<()> {
     let hosts = target
         .addresses
         .iter()
-        .map(|a| resolve(a))
+        .map(|a| crate::start::resolve(a))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let topology = Topology::new(ClusterId(target.cluster), target.shards, hosts)?;
     let mut config = ClientConfig::new(topology);

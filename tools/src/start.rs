@@ -120,7 +120,8 @@ fn read_superblock(path: &Path) -> anyhow::Result<Superblock> {
     })
 }
 
-fn resolve(address: &str) -> anyhow::Result<SocketAddr> {
+/// An `ip:port` (or `host:port`) as a socket address, or an error naming it.
+pub(crate) fn resolve(address: &str) -> anyhow::Result<SocketAddr> {
     address
         .to_socket_addrs()
         .with_context(|| format!("cannot resolve address {address:?}: use ip:port"))?

@@ -4,38 +4,17 @@
 
 use std::collections::VecDeque;
 
-use super::Body;
 use super::replica::{Action, Input, Recovered};
 use crate::disk::VirtualDisk;
-use crate::ids::{CommitIndex, Op, View};
-use crate::log::{Header, Journal, JournalError, RecoveryReport};
-
-#[derive(Debug)]
-enum JournalOp {
-    Append {
-        header: Header,
-        body: Body,
-    },
-    Repair {
-        header: Header,
-        body: Body,
-    },
-    Truncate {
-        after: Op,
-    },
-    PersistView {
-        view: View,
-        log_view: View,
-        commit: CommitIndex,
-        recovering_head: bool,
-    },
-}
+use crate::ids::{Op, View};
+use crate::log::{Journal, JournalError, RecoveryReport};
 
 /// A replica's journal with the queue of work the replica asked for.
 #[derive(Debug)]
 pub struct JournalHost<D: VirtualDisk> {
     journal: Journal<D>,
-    queue: VecDeque<JournalOp>,
+    /// The replica's journal actions (appends, repairs, truncations, view state), in order.
+    queue: VecDeque<Action>,
     reported_durable: Op,
     reported_view: (View, View),
 }
@@ -56,32 +35,16 @@ impl<D: VirtualDisk> JournalHost<D> {
 
     /// Queues the journal work among `actions`, in order; other actions are the caller's.
     pub fn enqueue(&mut self, actions: &[Action]) {
-        for action in actions {
-            let op = match action {
-                Action::Append { header, body } => JournalOp::Append {
-                    header: *header,
-                    body: body.clone(),
-                },
-                Action::Repair { header, body } => JournalOp::Repair {
-                    header: *header,
-                    body: body.clone(),
-                },
-                Action::Truncate { after } => JournalOp::Truncate { after: *after },
-                Action::PersistView {
-                    view,
-                    log_view,
-                    commit,
-                    recovering_head,
-                } => JournalOp::PersistView {
-                    view: *view,
-                    log_view: *log_view,
-                    commit: *commit,
-                    recovering_head: *recovering_head,
-                },
-                Action::Send { .. } | Action::Executed { .. } | Action::Applied { .. } => continue,
-            };
-            self.queue.push_back(op);
-        }
+        let journal_work = actions.iter().filter(|action| {
+            matches!(
+                action,
+                Action::Append { .. }
+                    | Action::Repair { .. }
+                    | Action::Truncate { .. }
+                    | Action::PersistView { .. }
+            )
+        });
+        self.queue.extend(journal_work.cloned());
     }
 
     /// Collects finished I/O, hands queued work to the journal until it pushes back, flushes,
@@ -97,19 +60,21 @@ impl<D: VirtualDisk> JournalHost<D> {
         let superblock = *journal.superblock();
         while let Some(op) = self.queue.front() {
             let result = match op {
-                JournalOp::Append { header, body } => journal.append_entry(header, body),
-                JournalOp::Repair { header, body } => match journal.repair(header, body) {
+                Action::Append { header, body } => journal.append_entry(header, body),
+                Action::Repair { header, body } => match journal.repair(header, body) {
                     // The entry was truncated or overwritten since: nothing left to repair.
                     Err(JournalError::ChainMismatch { .. }) => Ok(()),
                     other => other,
                 },
-                JournalOp::Truncate { after } => journal.truncate_after(*after),
-                JournalOp::PersistView {
+                Action::Truncate { after } => journal.truncate_after(*after),
+                Action::PersistView {
                     view,
                     log_view,
                     commit,
                     recovering_head,
                 } => journal.write_superblock(*view, *log_view, *commit, *recovering_head),
+                // `enqueue` keeps only journal work.
+                Action::Send { .. } | Action::Executed { .. } | Action::Applied { .. } => Ok(()),
             };
             match result {
                 Ok(()) => {
