@@ -1028,6 +1028,20 @@ impl Shard {
 
 // ---- The Redis front end ----
 
+/// True for the key-value commands, which are answered by the log, not by this node.
+fn goes_to_the_log(command: &RespCommand) -> bool {
+    matches!(
+        command,
+        RespCommand::Get { .. }
+            | RespCommand::Set { .. }
+            | RespCommand::Del { .. }
+            | RespCommand::Exists { .. }
+            | RespCommand::IncrBy { .. }
+            | RespCommand::MGet { .. }
+            | RespCommand::MSet { .. }
+    )
+}
+
 /// A command's part: which batch of its plan, and which command in that batch.
 fn part_of(batch: usize, index: usize) -> usize {
     (batch << 20) | index
@@ -1125,8 +1139,19 @@ impl Shard {
         seq: u64,
         parsed: Result<RespCommand, chronon_net::resp::CommandError>,
     ) {
-        let primaries = self.node_view_primaries();
-        let status = self.status_lines();
+        // Key-value commands go to the log: only commands answered here need the cluster's
+        // view, and only `INFO` this replica's state, so neither is built per request.
+        let key_value = matches!(&parsed, Ok(command) if goes_to_the_log(command));
+        let primaries = if key_value {
+            Vec::new()
+        } else {
+            self.node_view_primaries()
+        };
+        let status = if matches!(parsed, Ok(RespCommand::Info { .. })) {
+            self.status_lines()
+        } else {
+            String::new()
+        };
         let Some(connection) = self.conns.get_mut(&token) else {
             return;
         };
