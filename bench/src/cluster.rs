@@ -46,6 +46,7 @@ impl MemoryCluster {
                     batch_requests_max: batch,
                     request_queue_max: clients_usize,
                     timeouts: Timeouts::default(),
+                    effects: chronon_engine::vsr::EffectPolicy::default(),
                     record_applied: false,
                     bug: None,
                 };
@@ -68,10 +69,11 @@ impl MemoryCluster {
         cluster
     }
 
+    /// Client `client` (an index) has id `client + 1`: id 0 is the kernel's.
     fn submit(&mut self, client: u64, kind: RequestKind, body: Vec<u8>) {
         let index = usize::try_from(client).expect("client index fits memory");
         let request = Request {
-            client: ClientId(client),
+            client: ClientId(client + 1),
             request: RequestNumber(self.next_request[index]),
             kind,
             body,
@@ -81,7 +83,7 @@ impl MemoryCluster {
             CLUSTER,
             ShardId(0),
             self.replicas[0].view(),
-            Endpoint::Client(ClientId(client)),
+            Endpoint::Client(ClientId(client + 1)),
             Message::Request(request),
         );
         self.inbox.push_back((0, envelope));
@@ -138,7 +140,7 @@ impl MemoryCluster {
                     self.replies += 1;
                     if self.budget > 0 {
                         self.budget -= 1;
-                        self.submit_put(client.0);
+                        self.submit_put(client.0 - 1);
                     }
                 }
                 Action::Append { header, .. } => {
@@ -153,7 +155,9 @@ impl MemoryCluster {
                 Action::Repair { .. }
                 | Action::Truncate { .. }
                 | Action::Executed { .. }
-                | Action::Applied { .. } => {}
+                | Action::Applied { .. }
+                | Action::Attempt { .. }
+                | Action::Outboxed { .. } => {}
             }
         }
         self.actions = actions;

@@ -1,6 +1,7 @@
 //! A simulated client: registers a session, then issues one key-value command at a time,
-//! retrying with the same request number until it learns the outcome. Every call goes into the
-//! history for the linearizability checker.
+//! retrying with the same request number until it learns the outcome. Every key-value call goes
+//! into the history for the linearizability checker; some commands instead ask for a side
+//! effect (an `Emit` to a sink, now or from a timer), which the effect checker follows.
 
 use chronon_engine::app::kv::{KvCommand, KvReply};
 use chronon_engine::ids::{ClientId, RequestNumber, View};
@@ -8,6 +9,11 @@ use chronon_engine::rng::Rng;
 use chronon_engine::vsr::{Reply, ReplyError, Request, RequestKind};
 
 use crate::history::{History, KvOp, KvOutcome};
+use crate::options::{EffectOptions, TICK_NS};
+
+/// The sinks simulated effects go to: several, so that one target's circuit breaker can open
+/// while the others keep going.
+pub const SINKS: [&str; 3] = ["alpha", "beta", "gamma"];
 
 /// Ticks a client waits for a reply before resending to every replica.
 pub const CLIENT_TIMEOUT_TICKS: u64 = 40;
@@ -27,6 +33,8 @@ struct Pending {
     /// The history entry, for commands.
     call: Option<usize>,
     op: Option<KvOp>,
+    /// An effect command (not in the history).
+    effect: bool,
     sent_at: u64,
 }
 
@@ -91,6 +99,7 @@ impl SimClient {
         now: u64,
         rng: &mut Rng,
         keys: usize,
+        effects: &EffectOptions,
         history: &mut History,
     ) -> Option<(Target, Request)> {
         if let Some(pending) = &mut self.pending {
@@ -103,7 +112,11 @@ impl SimClient {
         if self.requests_left == 0 || now < self.wake_at {
             return None;
         }
-        let (kind, body, op, call) = if self.registered {
+        let effect = self.registered && rng.chance(u64::from(effects.per_mille), 1000);
+        let (kind, body, op, call) = if effect {
+            let command = random_effect(rng, effects, self.id, self.next_request);
+            (RequestKind::Command, command.encode(), None, None)
+        } else if self.registered {
             let op = random_op(rng, keys, self.id, self.next_request, self.peers);
             let call = history.invoke(self.id.0, op.clone(), now);
             (
@@ -125,6 +138,7 @@ impl SimClient {
             request: request.clone(),
             call,
             op,
+            effect,
             sent_at: now,
         });
         Some((Target::Primary(self.primary()), request))
@@ -174,11 +188,21 @@ impl SimClient {
             .expect("invariant: completing a pending request");
         self.next_request += 1;
         self.wake_at = now + 1;
+        if pending.effect {
+            self.requests_left = self.requests_left.saturating_sub(1);
+            if !matches!(KvReply::decode(bytes), Some(KvReply::Effect(_))) {
+                self.errors.push(format!(
+                    "client {}: an effect command got {bytes:?}",
+                    self.id
+                ));
+            }
+            return;
+        }
         let (Some(call), Some(op)) = (pending.call, pending.op) else {
             self.registered = true;
             return;
         };
-        self.requests_left -= 1;
+        self.requests_left = self.requests_left.saturating_sub(1);
         match KvReply::decode(bytes).and_then(outcome_of) {
             Some(outcome) => {
                 if !op.returns_kind_of(&outcome) {
@@ -199,7 +223,11 @@ impl SimClient {
 
     /// The client process dies: its open call stays unknown, and a new client takes over.
     pub fn crash(&mut self, new_id: ClientId) {
-        if self.pending.take().is_some_and(|p| p.call.is_some()) {
+        if self
+            .pending
+            .take()
+            .is_some_and(|p| p.call.is_some() || p.effect)
+        {
             self.requests_left = self.requests_left.saturating_sub(1);
         }
         self.id = new_id;
@@ -240,6 +268,29 @@ fn random_op(
     }
 }
 
+/// An `Emit` to a random sink, or one a timer runs later. Payloads are unique per client and
+/// request, so a delivery can be traced to the command that caused it.
+fn random_effect(
+    rng: &mut Rng,
+    effects: &EffectOptions,
+    client: ClientId,
+    request: u64,
+) -> KvCommand {
+    let sink = SINKS[rng.below(SINKS.len() as u64) as usize].to_owned();
+    let emit = KvCommand::Emit {
+        sink,
+        payload: format!("{}-{request}", client.0).into_bytes(),
+    };
+    if rng.chance(1, 3) {
+        KvCommand::Schedule {
+            delay_ns: TICK_NS * (1 + rng.below(effects.timer_ticks_max)),
+            command: Box::new(emit),
+        }
+    } else {
+        emit
+    }
+}
+
 #[must_use]
 pub fn command_of(op: &KvOp) -> KvCommand {
     match op.clone() {
@@ -258,7 +309,9 @@ fn outcome_of(reply: KvReply) -> Option<KvOutcome> {
         // The checker's register model does not (yet) use whether a Delete found its key.
         KvReply::Done | KvReply::Deleted(_) => KvOutcome::Done,
         KvReply::Cas { swapped, current } => KvOutcome::Cas { swapped, current },
-        KvReply::Written(_) | KvReply::Integer(_) | KvReply::Exists(_) => return None,
+        KvReply::Written(_) | KvReply::Integer(_) | KvReply::Exists(_) | KvReply::Effect(_) => {
+            return None;
+        }
     };
     Some(outcome)
 }

@@ -48,6 +48,8 @@ pub fn bug_name(bug: chronon_engine::vsr::PlantedBug) -> &'static str {
         PlantedBug::PrepareOkBeforeDurable => "prepare-ok-before-durable",
         PlantedBug::BackupClockTimestamps => "backup-clock-timestamps",
         PlantedBug::IgnoreViewChangeLogs => "ignore-view-change-logs",
+        PlantedBug::UnfencedEffects => "unfenced-effects",
+        PlantedBug::ForgetInheritedEffects => "forget-inherited-effects",
     }
 }
 
@@ -59,6 +61,8 @@ pub fn parse_bug(name: &str) -> Option<chronon_engine::vsr::PlantedBug> {
         PlantedBug::PrepareOkBeforeDurable,
         PlantedBug::BackupClockTimestamps,
         PlantedBug::IgnoreViewChangeLogs,
+        PlantedBug::UnfencedEffects,
+        PlantedBug::ForgetInheritedEffects,
     ]
     .into_iter()
     .find(|bug| bug_name(*bug) == name)

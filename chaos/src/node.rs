@@ -5,7 +5,7 @@
 use chronon_engine::app::kv::KvStore;
 use chronon_engine::checksum::Checksum;
 use chronon_engine::disk::{CrashMode, SimDisk, SimDiskStats, SimFaults};
-use chronon_engine::ids::{Op, ReplicaIndex, Timestamp};
+use chronon_engine::ids::{Op, ReplicaIndex, Timestamp, View};
 use chronon_engine::log::{FormatParams, Journal, Layout, LogConfig};
 use chronon_engine::rng::Rng;
 use chronon_engine::vsr::{Action, Input, JournalHost, Replica, ReplicaConfig, ReplicaStats};
@@ -162,6 +162,7 @@ impl Node {
             retired.view_changes += stats.view_changes;
             retired.ops_nacked += stats.ops_nacked;
             retired.recovering_head += stats.recovering_head;
+            retired.effect_attempts += stats.effect_attempts;
         }
         let mut disk = journal.into_disk();
         let before = disk.stats().units_lost_at_crash;
@@ -192,6 +193,13 @@ impl Node {
         self.replica = Some(replica);
         // Recovery may already have asked for journal work (a view change persists its view).
         self.enqueue(&actions[start..]);
+    }
+
+    /// The view state (view, log view) the superblock holds durably, while the node is up.
+    #[must_use]
+    pub fn durable_view(&self) -> Option<(View, View)> {
+        let superblock = self.journal.as_ref()?.journal().superblock();
+        Some((superblock.view, superblock.log_view))
     }
 
     /// The disk of a stopped node, for targeted scenarios that damage it before the restart.
@@ -259,6 +267,7 @@ impl Node {
             total.view_changes += stats.view_changes;
             total.ops_nacked += stats.ops_nacked;
             total.recovering_head += stats.recovering_head;
+            total.effect_attempts += stats.effect_attempts;
         }
         total
     }

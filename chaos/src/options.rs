@@ -3,7 +3,7 @@
 
 use chronon_engine::disk::SimFaults;
 use chronon_engine::rng::Rng;
-use chronon_engine::vsr::PlantedBug;
+use chronon_engine::vsr::{EffectPolicy, PlantedBug};
 
 /// Simulated time per tick.
 pub const TICK_NS: u64 = 10_000_000;
@@ -22,6 +22,22 @@ pub struct NetworkOptions {
     /// Whether partitions may be one-way.
     pub asymmetric: bool,
     pub partition_ticks_max: u64,
+}
+
+/// Side effects: how often clients ask for them and how the simulated sink behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EffectOptions {
+    /// Per client command, parts per thousand that it is an `Emit` or a `Schedule`d `Emit`.
+    pub per_mille: u32,
+    /// Per attempt during the safety phase, parts per million that the sink is unavailable
+    /// (nothing delivered), and that its acknowledgement is lost after delivery.
+    pub fail_ppm: u32,
+    pub lost_ack_ppm: u32,
+    /// The host reports an attempt's result after 1..=this many ticks.
+    pub latency_ticks_max: u64,
+    /// The longest delay a client schedules, in ticks.
+    pub timer_ticks_max: u64,
+    pub policy: EffectPolicy,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +74,7 @@ pub struct Options {
     /// Disk corruption rates for those replicas: bit flips, misdirected writes, read errors,
     /// all within the entry zone of the journal.
     pub disk_faults: SimFaults,
+    pub effects: EffectOptions,
     pub bug: Option<PlantedBug>,
 }
 
@@ -97,6 +114,7 @@ impl Options {
         options.disk_stall_ppm = 0;
         options.client_crash_ppm = 0;
         options.corruptible_replicas = 0;
+        options.effects.per_mille = 0;
         options
     }
 
@@ -165,7 +183,31 @@ impl Options {
             } else {
                 chronon_engine::constants::SESSIONS_MAX_DEFAULT
             },
+            effects: effect_options(&mut rng),
             bug: None,
         }
+    }
+}
+
+/// Drawn last, so that the other parameters of a seed stay what they were before effects.
+fn effect_options(rng: &mut Rng) -> EffectOptions {
+    EffectOptions {
+        per_mille: if rng.chance(3, 4) {
+            50 + rng.below(300) as u32
+        } else {
+            0
+        },
+        fail_ppm: rng.below(500_000) as u32,
+        lost_ack_ppm: rng.below(200_000) as u32,
+        latency_ticks_max: 1 + rng.below(30),
+        timer_ticks_max: 1 + rng.below(200),
+        policy: EffectPolicy {
+            attempts_max: 2 + rng.below(6) as u32,
+            backoff_base_ns: TICK_NS * (1 + rng.below(5)),
+            backoff_max_ns: TICK_NS * (10 + rng.below(100)),
+            breaker_threshold: 2 + rng.below(6) as u32,
+            breaker_cooldown_ns: TICK_NS * (5 + rng.below(100)),
+            in_flight_max: 1 + rng.below(32) as usize,
+        },
     }
 }

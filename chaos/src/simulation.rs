@@ -9,6 +9,7 @@ use chronon_engine::ids::{ClientId, ClusterId, Op, ReplicaIndex, ShardId};
 use chronon_engine::rng::Rng;
 use chronon_engine::vsr::{Action, Endpoint, Input, Message, ReplicaConfig, Timeouts};
 
+use crate::checkers::effects::EffectChecker;
 use crate::checkers::exactly_once::ExactlyOnceChecker;
 use crate::checkers::prefix::PrefixChecker;
 use crate::checkers::state_hash::StateHashChecker;
@@ -41,6 +42,25 @@ pub struct RunStats {
     pub disk_misdirected_writes: u64,
     pub disk_read_errors: u64,
     pub session_evictions: u64,
+    pub effects_recorded: u64,
+    pub effect_attempts: u64,
+    pub effects_completed: u64,
+    pub effects_dead_lettered: u64,
+    pub timers_fired: u64,
+    /// Deliveries the deduplicating sink dropped: attempts repeated after a lost
+    /// acknowledgement, a failover or a crash.
+    pub sink_duplicates: u64,
+}
+
+/// An attempt's result on its way back to the replica that asked.
+struct EffectResult {
+    due: u64,
+    shard: usize,
+    replica: u8,
+    /// The node's crash count when it asked: a restarted node never hears of its former
+    /// incarnation's attempts.
+    incarnation: u64,
+    input: Input,
 }
 
 struct Shard {
@@ -50,6 +70,7 @@ struct Shard {
     prefix: PrefixChecker,
     state_hashes: StateHashChecker,
     exactly_once: ExactlyOnceChecker,
+    effects: EffectChecker,
     acknowledged: Vec<(
         ClientId,
         chronon_engine::ids::RequestNumber,
@@ -67,6 +88,7 @@ pub struct Simulation {
     actions: Vec<Action>,
     stats: RunStats,
     next_client_id: u64,
+    effect_results: Vec<EffectResult>,
 }
 
 impl Simulation {
@@ -121,6 +143,7 @@ impl Simulation {
                     prefix: PrefixChecker::default(),
                     state_hashes: StateHashChecker::default(),
                     exactly_once: ExactlyOnceChecker::default(),
+                    effects: EffectChecker::default(),
                     acknowledged: Vec::new(),
                 }
             })
@@ -134,6 +157,7 @@ impl Simulation {
             actions: Vec::new(),
             stats,
             next_client_id: 1_000_000,
+            effect_results: Vec::new(),
         }
     }
 
@@ -189,6 +213,7 @@ impl Simulation {
         for shard in 0..self.shards.len() {
             self.restart_due(shard)?;
         }
+        self.deliver_effect_results()?;
         for packet in self.network.deliver(self.tick) {
             let shard = usize::from(packet.to.shard);
             match packet.to.endpoint {
@@ -220,6 +245,7 @@ impl Simulation {
             if !node.is_up() && self.tick >= node.restart_at {
                 node.restart(&mut self.actions);
                 self.shards[shard].exactly_once.restarted(r as u8);
+                self.shards[shard].effects.restarted(r as u8);
                 self.dispatch(shard, r as u8)?;
             }
         }
@@ -302,10 +328,91 @@ impl Simulation {
                         .observe(replica, client, request, op)
                         .map_err(|e| self.fail(shard, &e))?;
                 }
+                Action::Outboxed { op, id, event } => {
+                    self.shards[shard]
+                        .effects
+                        .outboxed(replica, op, id, event)
+                        .map_err(|e| self.fail(shard, &e))?;
+                }
+                Action::Attempt {
+                    id,
+                    view,
+                    attempt,
+                    effect,
+                } => self.attempt(shard, replica, id, view, attempt, &effect)?,
                 Action::Append { .. }
                 | Action::Repair { .. }
                 | Action::Truncate { .. }
                 | Action::PersistView { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The host side of an attempt: the checker vets it, the simulated sink takes it (or is
+    /// down, or loses its acknowledgement), and the result returns a few ticks later.
+    fn attempt(
+        &mut self,
+        shard: usize,
+        replica: u8,
+        id: chronon_engine::app::EffectId,
+        view: chronon_engine::ids::View,
+        attempt: u32,
+        effect: &chronon_engine::app::SideEffect,
+    ) -> Result<(), String> {
+        let node = &self.shards[shard].nodes[usize::from(replica)];
+        let durable = node.durable_view();
+        let incarnation = node.stats.crashes;
+        let primary = ((view.0 + shard as u64) % u64::from(self.options.replica_count)) as u8;
+        self.shards[shard]
+            .effects
+            .attempt(replica, id, view, effect, durable, primary)
+            .map_err(|e| self.fail(shard, &e))?;
+        let options = self.options.effects;
+        let faulty = self.tick < self.options.safety_ticks;
+        let result = if faulty && self.rng.chance(u64::from(options.fail_ppm), 1_000_000) {
+            Err("the sink is unavailable".to_owned())
+        } else {
+            let chronon_engine::app::SideEffect::Emit { payload, .. } = effect else {
+                return Err(self.fail(shard, &format!("unexpected effect {effect:?}")));
+            };
+            self.shards[shard]
+                .effects
+                .deliver(id, payload)
+                .map_err(|e| self.fail(shard, &e))?;
+            if faulty && self.rng.chance(u64::from(options.lost_ack_ppm), 1_000_000) {
+                Err("no acknowledgement from the sink".to_owned())
+            } else {
+                Ok(b"ok".to_vec())
+            }
+        };
+        let due = self.tick + 1 + self.rng.below(options.latency_ticks_max);
+        self.effect_results.push(EffectResult {
+            due,
+            shard,
+            replica,
+            incarnation,
+            input: Input::EffectResult {
+                id,
+                view,
+                attempt,
+                result,
+            },
+        });
+        Ok(())
+    }
+
+    fn deliver_effect_results(&mut self) -> Result<(), String> {
+        let tick = self.tick;
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.effect_results)
+            .into_iter()
+            .partition(|r| r.due <= tick);
+        self.effect_results = later;
+        for result in due {
+            let node = &mut self.shards[result.shard].nodes[usize::from(result.replica)];
+            if node.stats.crashes == result.incarnation {
+                node.step(result.input, &mut self.actions);
+                self.dispatch(result.shard, result.replica)?;
             }
         }
         Ok(())
@@ -336,7 +443,11 @@ impl Simulation {
 
     fn tick_clients(&mut self, shard: usize) {
         let keys = self.options.keys_per_shard;
-        let full = self.shards[shard].prefix.highest().0 >= SIM_OPS_MAX;
+        let effects = self.options.effects;
+        // Effects keep adding ops (outcomes, timer firings) after clients stop: leave them room
+        // in the journal's window.
+        let reserve = if effects.per_mille > 0 { 160 } else { 0 };
+        let full = self.shards[shard].prefix.highest().0 + reserve >= SIM_OPS_MAX;
         for index in 0..self.shards[shard].clients.len() {
             let shard_state = &mut self.shards[shard];
             let client = &mut shard_state.clients[index];
@@ -344,9 +455,13 @@ impl Simulation {
                 client.requests_left = 0;
             }
             let id = client.id;
-            if let Some((target, request)) =
-                client.tick(self.tick, &mut self.rng, keys, &mut shard_state.history)
-            {
+            if let Some((target, request)) = client.tick(
+                self.tick,
+                &mut self.rng,
+                keys,
+                &effects,
+                &mut shard_state.history,
+            ) {
                 self.send_request(shard, id, target, &request);
             }
         }
@@ -441,6 +556,7 @@ impl Simulation {
                 && first.is_some_and(|first| {
                     replicas.iter().all(|r| {
                         r.status() == chronon_engine::vsr::Status::Normal
+                            && r.outbox().is_idle()
                             && r.view() == first.view()
                             && r.commit_min() == first.commit_max()
                             && r.op() == first.op()
@@ -458,7 +574,7 @@ impl Simulation {
             for node in &shard.nodes {
                 match &node.replica {
                     Some(r) => out.push_str(&format!(
-                        " r{} {:?} v{} lv{} op{} commit{}/{} backlog{};",
+                        " r{} {:?} v{} lv{} op{} commit{}/{} backlog{} effects pending {} timers {};",
                         node.index,
                         r.status(),
                         r.view(),
@@ -466,7 +582,9 @@ impl Simulation {
                         r.op(),
                         r.commit_min(),
                         r.commit_max(),
-                        node.journal_backlog()
+                        node.journal_backlog(),
+                        r.outbox().pending().len(),
+                        r.outbox().timers().len()
                     )),
                     None => out.push_str(&format!(" r{} down;", node.index)),
                 }
@@ -482,6 +600,10 @@ impl Simulation {
             }
             crate::linearizability::check(&shard.history)
                 .map_err(|v| format!("shard {s}: history not linearizable: {v}"))?;
+            shard
+                .effects
+                .check_final()
+                .map_err(|e| format!("shard {s}: {e}"))?;
             let commit = shard.prefix.highest();
             acknowledged::check(&shard.acknowledged, &shard.exactly_once, commit)
                 .map_err(|e| format!("shard {s}: {e}"))?;
@@ -508,6 +630,13 @@ impl Simulation {
             self.stats.ops_committed += shard.prefix.highest().0;
             self.stats.requests_acknowledged += shard.acknowledged.len() as u64;
             self.stats.session_evictions += shard.clients.iter().map(|c| c.evictions).sum::<u64>();
+            let (recorded, completed, dead, fired) = shard.effects.counts();
+            self.stats.effects_recorded += recorded;
+            self.stats.effects_completed += completed;
+            self.stats.effects_dead_lettered += dead;
+            self.stats.timers_fired += fired;
+            self.stats.effect_attempts += shard.effects.attempts;
+            self.stats.sink_duplicates += shard.effects.duplicates;
             for node in &shard.nodes {
                 self.stats.nodes.crashes += node.stats.crashes;
                 self.stats.nodes.disk_stalls += node.stats.disk_stalls;
@@ -555,6 +684,7 @@ fn replica_config(options: &Options, shard: u16, replica: u8) -> ReplicaConfig {
         sessions_max: options.sessions_max,
         body_max: SIM_LOG.slot_size as usize - chronon_engine::constants::HEADER_SIZE,
         timeouts: Timeouts::default(),
+        effects: options.effects.policy,
         record_applied: true,
         batch_requests_max: chronon_engine::constants::BATCH_REQUESTS_MAX,
         request_queue_max: chronon_engine::constants::REQUEST_QUEUE_MAX,

@@ -1,7 +1,9 @@
 //! Known-bug validation: each bug planted behind the test-only `PlantedBug` switch is caught
 //! by the simulator within a bounded number of seeds. These are the mistakes the design names
 //! (DESIGN.md §5): picking the longest log in a view change, acknowledging a prepare before it
-//! is durable, stamping with a backup's clock, and a new primary ignoring the logs it was sent.
+//! is durable, stamping with a backup's clock, and a new primary ignoring the logs it was sent;
+//! and two of the outbox (DESIGN.md §6): a deposed primary still executing effects, and a new
+//! primary forgetting the pending effects it inherited.
 //! If a checker or fault stops working, the bug it guards against slips through and this test
 //! fails.
 
@@ -58,6 +60,16 @@ fn backup_clock_timestamps_are_caught() {
 #[test]
 fn new_primary_ignoring_view_change_logs_is_caught() {
     assert_caught(PlantedBug::IgnoreViewChangeLogs);
+}
+
+#[test]
+fn effects_from_a_deposed_primary_are_caught() {
+    assert_caught(PlantedBug::UnfencedEffects);
+}
+
+#[test]
+fn a_new_primary_forgetting_inherited_effects_is_caught() {
+    assert_caught(PlantedBug::ForgetInheritedEffects);
 }
 
 // The same hostile settings without a planted bug pass: the catches above are the bugs, not

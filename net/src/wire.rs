@@ -134,16 +134,11 @@ fn decode_message(c: &mut Cursor<'_>) -> Result<Message, NetError> {
 fn decode_request(c: &mut Cursor<'_>) -> Result<Request, NetError> {
     let client = ClientId(c.u64("request client")?);
     let request = RequestNumber(c.u64("request number")?);
-    let kind = match c.u8("request kind")? {
-        0 => RequestKind::Register,
-        1 => RequestKind::Command,
-        tag => {
-            return Err(NetError::UnknownTag {
-                field: "request kind",
-                tag,
-            });
-        }
-    };
+    let tag = c.u8("request kind")?;
+    let kind = RequestKind::from_tag(tag).ok_or(NetError::UnknownTag {
+        field: "request kind",
+        tag,
+    })?;
     let body = c.bytes("request body")?.to_vec();
     Ok(Request {
         client,

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use chronon_engine::app::kv::{KvCommand, KvReply, KvState, KvStore};
-use chronon_engine::app::{ApplyContext, ChrApplication};
+use chronon_engine::app::{ApplyContext, ChrApplication, Event};
 use chronon_engine::ids::{ClusterId, Op, ReplicaIndex, ShardId, Timestamp, View};
 use chronon_net::resp::{
     Execution, KvPlan, KvResult, NodeView, RespCommand, RespSession, RespValue, execute, moved,
@@ -65,9 +65,10 @@ impl Stores {
             view: View(0),
             timestamp: Timestamp(0),
             seed: 0,
+            effect_ordinal: 0,
         };
         let state = &mut self.shards[usize::from(shard.0)];
-        match KvStore.apply(state, &command.encode(), &context) {
+        match KvStore.apply(state, Event::Command(&command.encode()), &context) {
             Ok(applied) => {
                 *state = applied.state;
                 Ok(KvReply::decode(&applied.reply).expect("valid reply"))

@@ -64,15 +64,11 @@ fn reply_result() -> impl Strategy<Value = Result<Vec<u8>, ReplyError>> {
 fn message() -> impl Strategy<Value = Message> {
     let headers = || prop::collection::vec(header(), 0..4);
     prop_oneof![
-        (any::<u64>(), any::<u64>(), any::<bool>(), bytes()).prop_map(|(c, r, k, body)| {
+        (any::<u64>(), any::<u64>(), 0u8..3, bytes()).prop_map(|(c, r, k, body)| {
             Message::Request(Request {
                 client: ClientId(c),
                 request: RequestNumber(r),
-                kind: if k {
-                    RequestKind::Command
-                } else {
-                    RequestKind::Register
-                },
+                kind: RequestKind::from_tag(k).expect("tags 0..3 are kinds"),
                 body,
             })
         }),

@@ -11,11 +11,13 @@
 //! RESP front end's `CLUSTER` replies use it too.
 
 mod conn;
+pub mod effects;
 mod eventfd;
 pub mod node;
 mod proxy;
 pub mod shard;
 
 pub use chronon_net::slots;
+pub use effects::Sinks;
 pub use node::{Node, NodeConfig, Stopper};
 pub use shard::{ShardError, ShardSetup};

@@ -23,6 +23,8 @@ pub struct NodeConfig {
     /// One data file per shard, in shard order.
     pub data_files: Vec<PathBuf>,
     pub disk: DiskChoice,
+    /// Where `Emit` effects go, by sink name (`log` is built in).
+    pub sinks: crate::effects::Sinks,
     /// Pin shard `s`'s thread to core `s mod cores`. Off by default: on a shared or virtual
     /// machine a pinned thread can wait for its core while another sits idle.
     pub pin: bool,
@@ -100,6 +102,7 @@ impl Node {
                 shard: ShardId(s as u16),
                 data_file: config.data_files[s].clone(),
                 disk: config.disk,
+                sinks: config.sinks.clone(),
             };
             let (post, stop, ready) = (post.clone(), Arc::clone(&stop), ready_tx.clone());
             let core = if config.pin {

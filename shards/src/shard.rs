@@ -35,6 +35,8 @@ use mio::net::{TcpListener, TcpStream};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use crate::effects::{Done, EffectRunner, Job};
+
 use crate::conn::{Conn, ReadOutcome};
 use crate::eventfd::EventFd;
 use crate::proxy::{Outcome, Proxy, Tag};
@@ -66,6 +68,8 @@ pub struct ShardSetup {
     pub shard: ShardId,
     pub data_file: PathBuf,
     pub disk: DiskChoice,
+    /// Where `Emit` effects go.
+    pub sinks: crate::effects::Sinks,
 }
 
 impl ShardSetup {
@@ -222,6 +226,10 @@ pub(crate) struct Shard {
     scratch: Vec<u8>,
     next_tick: Instant,
     frame: Vec<u8>,
+    /// Carries out the effects the replica attempts, off this thread.
+    effects: EffectRunner,
+    /// Attempts that failed before reaching a worker (a full queue), reported on the next turn.
+    effects_refused: Vec<Done>,
 }
 
 fn listen(shard: ShardId, address: SocketAddr) -> Result<TcpListener, ShardError> {
@@ -352,6 +360,7 @@ fn recover(setup: &ShardSetup) -> Result<Recovered, ShardError> {
         batch_requests_max: BATCH_REQUESTS_MAX,
         request_queue_max: REQUEST_QUEUE_MAX,
         timeouts: Timeouts::default(),
+        effects: chronon_engine::vsr::EffectPolicy::default(),
         record_applied: false,
         bug: None,
     };
@@ -426,6 +435,16 @@ impl Shard {
             "shard recovered"
         );
         let proxies = proxies(topology, shard);
+        let waker = Arc::clone(&post.boxes[usize::from(shard.0)].1);
+        let doorbell: crate::effects::Doorbell = Arc::new(move || {
+            let _ = waker.wake();
+        });
+        let effects =
+            EffectRunner::start(&format!("shard-{shard}"), setup.sinks.clone(), &doorbell)
+                .map_err(|e| ShardError::Io {
+                    shard,
+                    detail: format!("starting the effect workers: {e}"),
+                })?;
         let mut shard_runtime = Shard {
             _lock: lock,
             setup,
@@ -447,6 +466,8 @@ impl Shard {
             scratch: vec![0; crate::conn::READ_CHUNK],
             next_tick: Instant::now(),
             frame: Vec::new(),
+            effects,
+            effects_refused: Vec::new(),
         };
         // Recovery's sends (a restarted primary's start_view_change) go out once links are up;
         // its journal work is queued above.
@@ -477,6 +498,7 @@ impl Shard {
                 self.on_event(event.token(), event.is_readable(), event.is_writable());
             }
             self.read_inbox();
+            self.report_effects();
             self.tick_if_due();
             self.pump_journal()?;
             self.dial_peers();
@@ -829,12 +851,43 @@ impl Shard {
 
     fn route_sends(&mut self, actions: Vec<Action>) {
         for action in actions {
-            if let Action::Send { to, envelope } = action {
-                match to {
+            match action {
+                Action::Send { to, envelope } => match to {
                     Endpoint::Replica(r) => self.send_to_peer(r.0, &envelope),
                     Endpoint::Client(client) => self.deliver(client, &envelope),
+                },
+                Action::Attempt {
+                    id,
+                    view,
+                    attempt,
+                    effect,
+                } => {
+                    let job = Job {
+                        id,
+                        view,
+                        attempt,
+                        effect,
+                    };
+                    if let Some(refused) = self.effects.submit(job) {
+                        self.effects_refused.push(refused);
+                    }
                 }
+                _ => {}
             }
+        }
+    }
+
+    /// Feeds the effect workers' results (and refused attempts) to the replica.
+    fn report_effects(&mut self) {
+        let mut results = std::mem::take(&mut self.effects_refused);
+        results.extend(self.effects.drain());
+        for done in results {
+            self.step(Input::EffectResult {
+                id: done.id,
+                view: done.view,
+                attempt: done.attempt,
+                result: done.result,
+            });
         }
     }
 
@@ -1240,11 +1293,16 @@ impl Shard {
     /// The `# Chronon` section appended to `INFO`: this shard's replica state, so operators
     /// and tests can compare replicas.
     fn status_lines(&self) -> String {
+        let outbox = self.replica.outbox();
+        let counts = outbox.counts();
         format!(
             "\r\n# Chronon\r\nchronon_shard:{}\r\nchronon_replica:{}\r\nchronon_view:{}\r\n\
              chronon_status:{:?}\r\nchronon_op:{}\r\nchronon_commit:{}\r\n\
              chronon_executed:{}\r\nchronon_state_hash:{:032x}\r\n\
-             chronon_peer_messages_dropped:{}\r\n",
+             chronon_peer_messages_dropped:{}\r\nchronon_effects_pending:{}\r\n\
+             chronon_effects_completed:{}\r\nchronon_effects_dead_lettered:{}\r\n\
+             chronon_effect_attempts_failed:{}\r\nchronon_timers_armed:{}\r\n\
+             chronon_timers_fired:{}\r\n",
             self.setup.shard,
             self.setup.host,
             self.replica.view(),
@@ -1254,6 +1312,12 @@ impl Shard {
             self.replica.commit_min(),
             self.replica.state_hash().0,
             self.peers.iter().flatten().map(|p| p.dropped).sum::<u64>(),
+            outbox.pending().len(),
+            counts.completed,
+            outbox.dead().len(),
+            counts.failed_attempts,
+            outbox.timers().len(),
+            counts.timers_fired,
         )
     }
 

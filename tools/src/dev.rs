@@ -67,6 +67,7 @@ fn cluster_id(args: &DevArgs) -> anyhow::Result<(u64, bool)> {
             cluster: None,
             disk: chronon_disk::DiskChoice::Auto,
             pin: false,
+            sinks: Vec::new(),
         })?;
         if node.topology.shard_count != args.shards {
             bail!(

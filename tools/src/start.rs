@@ -11,14 +11,15 @@ use chronon_engine::constants::{SECTOR_SIZE, SUPERBLOCK_COPIES};
 use chronon_engine::log::Superblock;
 use chronon_engine::log::superblock;
 use chronon_net::Topology;
-use chronon_shards::{Node, NodeConfig};
+use chronon_shards::{Node, NodeConfig, Sinks};
 
 use crate::data_dir;
 
 #[derive(Debug, clap::Args)]
 pub struct StartArgs {
     /// A TOML file with any of: data = "DIR", addresses = ["ip:port", ...], cluster = ID,
-    /// disk = "auto", pin = true. Flags given on the command line win.
+    /// disk = "auto", pin = true, sinks = { NAME = "FILE" }. Flags given on the command line
+    /// win.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Data directory created by `chronon format`.
@@ -41,6 +42,11 @@ pub struct StartArgs {
     /// Pin each shard's thread to a core (shard s to core s mod cores).
     #[arg(long)]
     pub pin: bool,
+    /// A file sink for `Emit` effects: each attempt appends a JSON line (id, fence, attempt,
+    /// payload) to FILE. Repeat for more sinks; `log` is built in. Give every node the same
+    /// sinks, since any of them may become primary.
+    #[arg(long = "sink", value_name = "NAME=FILE")]
+    pub sinks: Vec<String>,
 }
 
 /// `chronon start`'s settings as a TOML file may give them.
@@ -52,6 +58,8 @@ struct FileConfig {
     cluster: Option<u64>,
     disk: Option<String>,
     pin: Option<bool>,
+    /// Sink name to file.
+    sinks: Option<std::collections::BTreeMap<String, PathBuf>>,
 }
 
 /// The flags, completed from `--config` where a flag was not given.
@@ -91,7 +99,31 @@ fn merged(args: &StartArgs) -> anyhow::Result<StartArgs> {
         cluster: args.cluster.or(file.cluster),
         disk,
         pin: args.pin || file.pin.unwrap_or(false),
+        sinks: file
+            .sinks
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, path)| format!("{name}={}", path.display()))
+            .chain(args.sinks.iter().cloned())
+            .collect(),
     })
+}
+
+/// `--sink NAME=FILE` flags as sinks; a later flag for the same name wins.
+fn sinks(flags: &[String]) -> anyhow::Result<Sinks> {
+    let mut sinks = Sinks::default();
+    for flag in flags {
+        let Some((name, path)) = flag.split_once('=') else {
+            bail!(
+                "--sink {flag}: expected NAME=FILE, for example --sink audit=/var/log/audit.jsonl"
+            );
+        };
+        if name.is_empty() || name == "log" || path.is_empty() {
+            bail!("--sink {flag}: give a name other than the built-in `log`, and a file");
+        }
+        sinks.files.insert(name.to_owned(), PathBuf::from(path));
+    }
+    Ok(sinks)
 }
 
 /// The view state of a data file, read without recovering its log.
@@ -198,6 +230,7 @@ pub fn node_config(args: &StartArgs) -> anyhow::Result<NodeConfig> {
         host: first.replica,
         data_files: files.into_iter().map(|f| f.path).collect(),
         disk: args.disk,
+        sinks: sinks(&args.sinks)?,
         pin: args.pin,
     })
 }

@@ -90,6 +90,12 @@ impl Summary {
         t.disk_misdirected_writes += stats.disk_misdirected_writes;
         t.disk_read_errors += stats.disk_read_errors;
         t.session_evictions += stats.session_evictions;
+        t.effects_recorded += stats.effects_recorded;
+        t.effect_attempts += stats.effect_attempts;
+        t.effects_completed += stats.effects_completed;
+        t.effects_dead_lettered += stats.effects_dead_lettered;
+        t.timers_fired += stats.timers_fired;
+        t.sink_duplicates += stats.sink_duplicates;
         let (n, s) = (&mut t.network, &stats.network);
         n.sent += s.sent;
         n.dropped += s.dropped;
@@ -111,6 +117,17 @@ impl Summary {
         println!(
             "uncommitted ops dropped on a nack quorum (PAR): {}",
             t.ops_nacked
+        );
+        println!(
+            "effects:                 {} recorded ({} timers), {} attempts, {} completed, {} \
+             dead-lettered, {} timers fired, {} duplicate deliveries deduplicated by the sink",
+            t.effects_recorded,
+            t.effects_recorded - t.effects_completed - t.effects_dead_lettered,
+            t.effect_attempts,
+            t.effects_completed,
+            t.effects_dead_lettered,
+            t.timers_fired,
+            t.sink_duplicates
         );
         println!("faults injected:");
         println!("  messages dropped:      {}", t.network.dropped);

@@ -9,9 +9,12 @@
 //! - [`chain`]: every replica's log, in memory and on disk, is an unbroken hash chain.
 //! - [`exactly_once`]: no client request is applied twice, and all replicas apply each at
 //!   the same op.
+//! - [`effects`]: effects are attempted only under a durable primary view, never invented,
+//!   settled once and the same way everywhere, and all settled once faults heal.
 
 pub mod acknowledged;
 pub mod chain;
+pub mod effects;
 pub mod exactly_once;
 pub mod prefix;
 pub mod state_hash;

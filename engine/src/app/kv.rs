@@ -1,11 +1,17 @@
 //! The reference application: a key-value store with get, put, delete, compare-and-set and
 //! the few conditional and counting commands the Redis front end needs (`SET XX`, `DEL`'s count,
 //! `INCRBY`, `EXISTS`). Every command goes through the log, so reads are linearizable.
+//!
+//! Three commands ask for side effects, which the kernel carries out exactly as it would for
+//! any application: `Emit` (a message to a sink the host registers), `Webhook` (an HTTP
+//! request) and `Schedule` (a command run later, when consensus time passes, for example an
+//! expiry). Each replies with the id of the effect it caused.
 
 use imbl::OrdMap;
 
-use super::codec::{Reader, put_bytes};
-use super::{Applied, ApplyContext, ChrApplication};
+use super::codec::{Reader, put_bytes, put_u64};
+use super::{Applied, ApplyContext, ChrApplication, EffectId, Event, SideEffect};
+use crate::ids::{Op, ShardId, Timestamp};
 
 /// A key-value command.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +49,25 @@ pub enum KvCommand {
     Exists {
         key: Vec<u8>,
     },
+    /// Sends `payload` to the host's sink named `sink` (an effect). Routed by the sink's name.
+    Emit {
+        sink: String,
+        payload: Vec<u8>,
+    },
+    /// Runs `command` once consensus time has advanced `delay_ns` past this command's (a
+    /// timer). Routed by the inner command's key; a delayed command's reply goes nowhere.
+    Schedule {
+        delay_ns: u64,
+        command: Box<KvCommand>,
+    },
+    /// Makes an HTTP request (an effect); the receiver gets the effect id as `Idempotency-Key`
+    /// and the primary's view as `Chronon-Fence`. Routed by the URL.
+    Webhook {
+        method: String,
+        url: String,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
 }
 
 /// A key-value reply.
@@ -64,6 +89,8 @@ pub enum KvReply {
     Integer(i64),
     /// `Exists`: whether the key exists.
     Exists(bool),
+    /// `Emit`, `Schedule`, `Webhook`: the id of the effect recorded.
+    Effect(EffectId),
 }
 
 // Command tags; each reply variant reuses its command's tag.
@@ -74,6 +101,11 @@ const CAS: u8 = 4;
 const PUT_IF_PRESENT: u8 = 5;
 const INCR_BY: u8 = 6;
 const EXISTS: u8 = 7;
+const EMIT: u8 = 8;
+const SCHEDULE: u8 = 9;
+const WEBHOOK: u8 = 10;
+// Only a reply: every effect command answers with its effect's id.
+const EFFECT: u8 = 11;
 
 fn put_option(out: &mut Vec<u8>, value: Option<&[u8]>) {
     match value {
@@ -100,6 +132,10 @@ fn put_i64(out: &mut Vec<u8>, value: i64) {
 
 fn read_i64(reader: &mut Reader<'_>) -> Option<i64> {
     Some(i64::from_le_bytes(reader.u64()?.to_le_bytes()))
+}
+
+fn read_string(reader: &mut Reader<'_>) -> Option<String> {
+    String::from_utf8(reader.bytes()?.to_vec()).ok()
 }
 
 /// Reads an optional value; the outer `None` means malformed input.
@@ -150,6 +186,32 @@ impl KvCommand {
                 out.push(EXISTS);
                 put_bytes(&mut out, key);
             }
+            KvCommand::Emit { sink, payload } => {
+                out.push(EMIT);
+                put_bytes(&mut out, sink.as_bytes());
+                put_bytes(&mut out, payload);
+            }
+            KvCommand::Schedule { delay_ns, command } => {
+                out.push(SCHEDULE);
+                put_u64(&mut out, *delay_ns);
+                put_bytes(&mut out, &command.encode());
+            }
+            KvCommand::Webhook {
+                method,
+                url,
+                headers,
+                body,
+            } => {
+                out.push(WEBHOOK);
+                put_bytes(&mut out, method.as_bytes());
+                put_bytes(&mut out, url.as_bytes());
+                put_u64(&mut out, headers.len() as u64);
+                for (name, value) in headers {
+                    put_bytes(&mut out, name.as_bytes());
+                    put_bytes(&mut out, value.as_bytes());
+                }
+                put_bytes(&mut out, body);
+            }
         }
         out
     }
@@ -185,6 +247,29 @@ impl KvCommand {
             EXISTS => KvCommand::Exists {
                 key: r.bytes()?.to_vec(),
             },
+            EMIT => KvCommand::Emit {
+                sink: read_string(&mut r)?,
+                payload: r.bytes()?.to_vec(),
+            },
+            SCHEDULE => KvCommand::Schedule {
+                delay_ns: r.u64()?,
+                command: Box::new(KvCommand::decode(r.bytes()?)?),
+            },
+            WEBHOOK => {
+                let method = read_string(&mut r)?;
+                let url = read_string(&mut r)?;
+                let count = r.u64()?;
+                let mut headers = Vec::new();
+                for _ in 0..count {
+                    headers.push((read_string(&mut r)?, read_string(&mut r)?));
+                }
+                KvCommand::Webhook {
+                    method,
+                    url,
+                    headers,
+                    body: r.bytes()?.to_vec(),
+                }
+            }
             _ => return None,
         };
         r.is_empty().then_some(command)
@@ -200,6 +285,9 @@ impl KvCommand {
             | KvCommand::PutIfPresent { key, .. }
             | KvCommand::IncrBy { key, .. }
             | KvCommand::Exists { key } => key,
+            KvCommand::Emit { sink, .. } => sink.as_bytes(),
+            KvCommand::Schedule { command, .. } => command.key(),
+            KvCommand::Webhook { url, .. } => url.as_bytes(),
         }
     }
 }
@@ -235,6 +323,12 @@ impl KvReply {
                 out.push(EXISTS);
                 out.push(u8::from(*exists));
             }
+            KvReply::Effect(id) => {
+                out.push(EFFECT);
+                out.extend_from_slice(&id.shard.0.to_le_bytes());
+                put_u64(&mut out, id.op.0);
+                out.extend_from_slice(&id.ordinal.to_le_bytes());
+            }
         }
         out
     }
@@ -253,6 +347,11 @@ impl KvReply {
             PUT_IF_PRESENT => KvReply::Written(read_bool(&mut r)?),
             INCR_BY => KvReply::Integer(read_i64(&mut r)?),
             EXISTS => KvReply::Exists(read_bool(&mut r)?),
+            EFFECT => KvReply::Effect(EffectId {
+                shard: ShardId(u16::from_le_bytes(r.take(2)?.try_into().ok()?)),
+                op: Op(r.u64()?),
+                ordinal: r.u32()?,
+            }),
             _ => return None,
         };
         r.is_empty().then_some(reply)
@@ -320,9 +419,41 @@ fn increment(current: Option<&Vec<u8>>, delta: i64) -> Result<i64, KvError> {
 
 pub type KvState = OrdMap<Vec<u8>, Vec<u8>>;
 
-/// Runs one command on `state`: the next state and the reply, or why it is rejected (the state
-/// is then unchanged).
-fn execute(state: &KvState, command: KvCommand) -> Result<(KvState, KvReply), KvError> {
+/// Runs one command on `state`: the next state, the reply and the effect it asks for, or why it
+/// is rejected (the state is then unchanged).
+fn execute(
+    state: &KvState,
+    command: KvCommand,
+    context: &ApplyContext,
+) -> Result<(KvState, KvReply, Option<SideEffect>), KvError> {
+    let effect = match command {
+        KvCommand::Emit { sink, payload } => SideEffect::Emit { sink, payload },
+        KvCommand::Schedule { delay_ns, command } => SideEffect::Schedule {
+            at: Timestamp(context.timestamp.0.saturating_add(delay_ns)),
+            payload: command.encode(),
+        },
+        KvCommand::Webhook {
+            method,
+            url,
+            headers,
+            body,
+        } => SideEffect::Http {
+            method,
+            url,
+            headers,
+            body,
+        },
+        command => {
+            let (state, reply) = execute_data(state, command)?;
+            return Ok((state, reply, None));
+        }
+    };
+    let reply = KvReply::Effect(context.effect_id(0));
+    Ok((state.clone(), reply, Some(effect)))
+}
+
+/// Runs a command on the data itself.
+fn execute_data(state: &KvState, command: KvCommand) -> Result<(KvState, KvReply), KvError> {
     let result = match command {
         KvCommand::Get { key } => (state.clone(), KvReply::Value(state.get(&key).cloned())),
         KvCommand::Put { key, value } => (state.update(key, value), KvReply::Done),
@@ -363,6 +494,9 @@ fn execute(state: &KvState, command: KvCommand) -> Result<(KvState, KvReply), Kv
                 )
             }
         }
+        KvCommand::Emit { .. } | KvCommand::Schedule { .. } | KvCommand::Webhook { .. } => {
+            unreachable!("effect commands are handled by `execute`")
+        }
     };
     Ok(result)
 }
@@ -375,18 +509,30 @@ impl ChrApplication for KvStore {
         OrdMap::new()
     }
 
+    /// A command from a client, or one a timer scheduled, runs the same way; the store keeps
+    /// no record of effect outcomes (the outbox has them).
     fn apply(
         &self,
         state: &KvState,
-        event: &[u8],
-        _context: &ApplyContext,
+        event: Event<'_>,
+        context: &ApplyContext,
     ) -> Result<Applied<KvState>, KvError> {
-        let command = KvCommand::decode(event).ok_or(KvError::Malformed { len: event.len() })?;
-        let (state, reply) = execute(state, command)?;
+        let bytes = match event {
+            Event::Command(bytes) | Event::Timer { payload: bytes, .. } => bytes,
+            Event::EffectCompleted { .. } | Event::EffectFailed { .. } => {
+                return Ok(Applied {
+                    state: state.clone(),
+                    reply: Vec::new(),
+                    effects: Vec::new(),
+                });
+            }
+        };
+        let command = KvCommand::decode(bytes).ok_or(KvError::Malformed { len: bytes.len() })?;
+        let (state, reply, effect) = execute(state, command, context)?;
         Ok(Applied {
             state,
             reply: reply.encode(),
-            effects: Vec::new(),
+            effects: effect.into_iter().collect(),
         })
     }
 
@@ -429,7 +575,7 @@ impl ChrApplication for KvStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{Op, ShardId, Timestamp, View};
+    use crate::ids::View;
 
     fn context() -> ApplyContext {
         ApplyContext {
@@ -438,6 +584,7 @@ mod tests {
             view: View(0),
             timestamp: Timestamp(0),
             seed: 0,
+            effect_ordinal: 0,
         }
     }
 
@@ -525,7 +672,7 @@ mod tests {
         let mut state = kv.genesis();
         let mut run = |command: KvCommand| {
             let applied = kv
-                .apply(&state, &command.encode(), &context())
+                .apply(&state, Event::Command(&command.encode()), &context())
                 .expect("valid command");
             state = applied.state;
             KvReply::decode(&applied.reply).expect("valid reply")
@@ -584,12 +731,15 @@ mod tests {
         let snapshot = kv.snapshot(&state);
         assert_eq!(kv.restore(&snapshot), Ok(state.clone()));
         assert!(kv.restore(&snapshot[..snapshot.len() - 1]).is_err());
-        assert!(kv.apply(&state, b"\xff", &context()).is_err());
+        assert!(
+            kv.apply(&state, Event::Command(b"\xff"), &context())
+                .is_err()
+        );
     }
 
     /// Runs `command` on `state`, keeping the new state: the reply, or the rejection's text.
     fn run(state: &mut KvState, command: &KvCommand) -> Result<KvReply, String> {
-        match KvStore.apply(state, &command.encode(), &context()) {
+        match KvStore.apply(state, Event::Command(&command.encode()), &context()) {
             Ok(applied) => {
                 *state = applied.state;
                 Ok(KvReply::decode(&applied.reply).expect("valid reply"))

@@ -20,6 +20,10 @@ pub struct ApplyContext {
     pub timestamp: Timestamp,
     /// Derived from the op's parent checksum and the op: randomness every replica agrees on.
     pub seed: u64,
+    /// The ordinal the first effect this event returns will get: effect `i` of the returned
+    /// list gets the id [`ApplyContext::effect_id`]`(i)`, so `apply` can tell a client the ids
+    /// of the effects its command caused.
+    pub effect_ordinal: u32,
 }
 
 impl ApplyContext {
@@ -30,10 +34,54 @@ impl ApplyContext {
         bytes[16..].copy_from_slice(&op.0.to_le_bytes());
         Checksum::of(&bytes).0 as u64
     }
+
+    /// The id effect `index` of this event's returned list will get.
+    #[must_use]
+    pub fn effect_id(&self, index: u32) -> EffectId {
+        EffectId {
+            shard: self.shard,
+            op: self.op,
+            ordinal: self.effect_ordinal + index,
+        }
+    }
 }
 
-/// A side effect an application asks Chronon to carry out. Executed by the kernel (the outbox);
-/// until it lands, applications return none.
+/// The stable name of one side effect: the op whose execution returned it and its position
+/// among the effects that op returned. It never contains the view, so every attempt, by any
+/// primary, carries the same id; a receiver deduplicates by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EffectId {
+    pub shard: ShardId,
+    pub op: Op,
+    pub ordinal: u32,
+}
+
+impl std::fmt::Display for EffectId {
+    /// The form sent as `Idempotency-Key`: `chronon-<shard>-<op>-<ordinal>`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "chronon-{}-{}-{}", self.shard, self.op, self.ordinal)
+    }
+}
+
+/// What `apply` is asked to apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// A client's command.
+    Command(&'a [u8]),
+    /// A timer the application scheduled with [`SideEffect::Schedule`] came due: consensus
+    /// time passed its `at`. Each timer fires exactly once.
+    Timer { id: EffectId, payload: &'a [u8] },
+    /// An effect was carried out; `response` is what the receiver answered (an HTTP body, or
+    /// what a sink returned).
+    EffectCompleted { id: EffectId, response: &'a [u8] },
+    /// An effect failed on every attempt the retry policy allows and is now dead-lettered. It
+    /// can still be retried by command; a later success then arrives as `EffectCompleted`.
+    EffectFailed { id: EffectId, error: &'a str },
+}
+
+/// A side effect an application asks Chronon to carry out. The kernel records it in the
+/// replicated outbox and executes it under the primary's fenced authority (`docs/internals/
+/// outbox.md`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SideEffect {
     Emit {
@@ -56,13 +104,16 @@ pub enum SideEffect {
 #[derive(Clone, Debug)]
 pub struct Applied<S> {
     pub state: S,
-    /// Returned to the client that sent the event.
+    /// Returned to the client that sent the event (discarded for events the kernel feeds in:
+    /// timers and effect outcomes).
     pub reply: Vec<u8>,
     pub effects: Vec<SideEffect>,
 }
 
 /// A replicated application. `apply` is deterministic; an `Err` rejects that one event on every
-/// replica alike (the client gets the error), and a panic halts the shard.
+/// replica alike (the client gets the error; the state and effects of the failed call are
+/// discarded), and a panic halts the shard with a message naming the op (a poison pill: the
+/// replicas stop rather than diverge).
 pub trait ChrApplication {
     /// Cheap to clone: `apply` returns a new state from a shared one.
     type State: Clone;
@@ -73,7 +124,7 @@ pub trait ChrApplication {
     fn apply(
         &self,
         state: &Self::State,
-        event: &[u8],
+        event: Event<'_>,
         context: &ApplyContext,
     ) -> Result<Applied<Self::State>, Self::Error>;
 

@@ -18,10 +18,7 @@ pub fn encode(requests: &[Request]) -> Vec<u8> {
     for request in requests {
         put_u64(&mut out, request.client.0);
         put_u64(&mut out, request.request.0);
-        out.push(match request.kind {
-            RequestKind::Register => 0,
-            RequestKind::Command => 1,
-        });
+        out.push(request.kind.tag());
         put_bytes(&mut out, &request.body);
     }
     out
@@ -37,11 +34,7 @@ pub fn decode(bytes: &[u8]) -> Option<Vec<Request>> {
     for _ in 0..count {
         let client = ClientId(r.u64()?);
         let request = RequestNumber(r.u64()?);
-        let kind = match r.u8()? {
-            0 => RequestKind::Register,
-            1 => RequestKind::Command,
-            _ => return None,
-        };
+        let kind = RequestKind::from_tag(r.u8()?)?;
         let body = r.bytes()?.to_vec();
         requests.push(Request {
             client,

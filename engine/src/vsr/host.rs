@@ -74,7 +74,11 @@ impl<D: VirtualDisk> JournalHost<D> {
                     recovering_head,
                 } => journal.write_superblock(*view, *log_view, *commit, *recovering_head),
                 // `enqueue` keeps only journal work.
-                Action::Send { .. } | Action::Executed { .. } | Action::Applied { .. } => Ok(()),
+                Action::Send { .. }
+                | Action::Executed { .. }
+                | Action::Applied { .. }
+                | Action::Attempt { .. }
+                | Action::Outboxed { .. } => Ok(()),
             };
             match result {
                 Ok(()) => {

@@ -26,6 +26,33 @@ pub enum RequestKind {
     Register,
     /// An application event; request numbers start at 1 and grow by one.
     Command,
+    /// A kernel event about side effects ([`KernelEvent`](super::outbox::KernelEvent)). The
+    /// primary proposes outcomes and timer firings itself, as client
+    /// [`KERNEL_CLIENT`](super::KERNEL_CLIENT), outside any session; a client may send only a
+    /// `Retry` of a dead-lettered effect, in its session like a command.
+    Kernel,
+}
+
+impl RequestKind {
+    /// The kind's byte in encodings.
+    #[must_use]
+    pub fn tag(self) -> u8 {
+        match self {
+            RequestKind::Register => 0,
+            RequestKind::Command => 1,
+            RequestKind::Kernel => 2,
+        }
+    }
+
+    #[must_use]
+    pub fn from_tag(tag: u8) -> Option<RequestKind> {
+        match tag {
+            0 => Some(RequestKind::Register),
+            1 => Some(RequestKind::Command),
+            2 => Some(RequestKind::Kernel),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -200,10 +227,7 @@ fn encode_message(message: &Message, out: &mut Vec<u8>) {
             out.push(1);
             put_u64(out, request.client.0);
             put_u64(out, request.request.0);
-            out.push(match request.kind {
-                RequestKind::Register => 0,
-                RequestKind::Command => 1,
-            });
+            out.push(request.kind.tag());
             put_bytes(out, &request.body);
         }
         Message::Reply(reply) => {

@@ -11,8 +11,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::batch;
 use super::message::{Body, Endpoint, Envelope, Message, ReplyError, Request, RequestKind};
+use super::outbox::{Change, EffectPolicy, KernelEvent, Outbox};
 use super::sessions::{Sessions, Verdict};
-use crate::app::{ApplyContext, ChrApplication};
+use crate::app::{ApplyContext, ChrApplication, EffectId, Event, SideEffect};
 use crate::checksum::Checksum;
 use crate::constants::{
     HEADER_SIZE, PIPELINE_MAX, REORDER_MAX, REPAIR_REQUESTS_MAX, VIEW_HEADERS_MAX,
@@ -24,6 +25,10 @@ use crate::log::{EntryMeta, Header, HeaderState, Operation, Superblock};
 
 /// The operation of a prepare holding a batch of client requests.
 pub const OPERATION_BATCH: Operation = Operation(3);
+
+/// The client id of the kernel's own requests (effect outcomes, timer firings). No client may
+/// register it.
+pub const KERNEL_CLIENT: ClientId = ClientId(0);
 
 /// Bugs that can be switched on to prove the simulator catches them. Never set outside tests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +42,12 @@ pub enum PlantedBug {
     BackupClockTimestamps,
     /// The new primary keeps its own log and ignores the suffixes it received.
     IgnoreViewChangeLogs,
+    /// Effects are attempted by whoever was primary of its log view, durable view or not: a
+    /// deposed primary keeps executing during a view change.
+    UnfencedEffects,
+    /// A new primary attempts only effects recorded in its own view, forgetting the pending
+    /// work it inherited.
+    ForgetInheritedEffects,
 }
 
 /// Timeouts, in ticks.
@@ -81,6 +92,8 @@ pub struct ReplicaConfig {
     /// dropped and clients retry.
     pub request_queue_max: usize,
     pub timeouts: Timeouts,
+    /// How effects are retried; every replica of a group must use the same policy.
+    pub effects: EffectPolicy,
     /// Emit [`Action::Applied`] for every request applied (for the simulator's exactly-once
     /// checker; off in production).
     pub record_applied: bool,
@@ -106,6 +119,14 @@ pub enum Input {
     ViewDurable {
         view: View,
         log_view: View,
+    },
+    /// The host finished an attempt of an effect it was asked to make by
+    /// [`Action::Attempt`]: `Ok` with the receiver's response, or `Err` with why it failed.
+    EffectResult {
+        id: EffectId,
+        view: View,
+        attempt: u32,
+        result: Result<Vec<u8>, String>,
     },
 }
 
@@ -149,6 +170,30 @@ pub enum Action {
         request: RequestNumber,
         op: Op,
     },
+    /// Carry out attempt `attempt` of an effect, as the primary of `view` (the fencing token),
+    /// and report with [`Input::EffectResult`]. Only a primary holding a durable view asks.
+    Attempt {
+        id: EffectId,
+        view: View,
+        attempt: u32,
+        effect: SideEffect,
+    },
+    /// The outbox changed at `op` (only with `record_applied`, for the simulator's checkers).
+    Outboxed {
+        op: Op,
+        id: EffectId,
+        event: Outboxed,
+    },
+}
+
+/// What [`Action::Outboxed`] reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outboxed {
+    /// `apply` returned this effect (a timer too).
+    Recorded(SideEffect),
+    Completed,
+    DeadLettered,
+    TimerFired,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -224,6 +269,8 @@ pub struct ReplicaStats {
     pub ops_nacked: u64,
     /// Restarts that found the log may lack acknowledged ops.
     pub recovering_head: u64,
+    /// Effect attempts this replica started as primary.
+    pub effect_attempts: u64,
 }
 
 /// Why a replica cannot start from its journal.
@@ -282,6 +329,60 @@ pub struct Replica<A: ChrApplication> {
     stats: ReplicaStats,
     /// `Action::Applied` records waiting to be moved into the caller's actions.
     applied: Vec<Action>,
+    /// Replicated: the side effects applications asked for.
+    outbox: Outbox,
+    /// Not replicated: this primary's attempts and kernel proposals in flight.
+    executor: Executor,
+}
+
+/// What a primary is doing about the outbox right now. Nothing here survives a view change: a
+/// new primary starts from the committed outbox alone.
+#[derive(Debug, Default)]
+struct Executor {
+    /// The view these attempts belong to.
+    view: View,
+    /// Attempts made and not yet settled by a committed outcome.
+    attempts: BTreeMap<EffectId, Attempt>,
+    /// Timers whose `Fire` this primary proposed, with the tick it did.
+    fires: BTreeMap<EffectId, u64>,
+    /// The last op of earlier views in this view's log. Until it is executed, the outbox may
+    /// lack outcomes that are already decided, and attempting from it would repeat work (or
+    /// report a success after the effect was dead-lettered).
+    inherited: Op,
+}
+
+#[derive(Debug)]
+struct Attempt {
+    number: u32,
+    /// The host's report, once it arrives; proposed (again) until its outcome commits.
+    result: Option<Result<Vec<u8>, String>>,
+    proposed_tick: u64,
+}
+
+impl Executor {
+    /// A kernel event committed: the attempt or timer proposal it settles is done.
+    fn settle(&mut self, event: &KernelEvent) {
+        match event {
+            KernelEvent::Outcome {
+                id,
+                attempt,
+                result,
+                ..
+            } => {
+                if self
+                    .attempts
+                    .get(id)
+                    .is_some_and(|a| a.number == *attempt || result.is_ok())
+                {
+                    self.attempts.remove(id);
+                }
+            }
+            KernelEvent::Fire { id } => {
+                self.fires.remove(id);
+            }
+            KernelEvent::Retry { .. } => {}
+        }
+    }
 }
 
 /// Everything recovered from a journal that the replica starts from.
@@ -340,6 +441,8 @@ impl<A: ChrApplication> Replica<A> {
             state_hash: Checksum::ZERO,
             stats: ReplicaStats::default(),
             applied: Vec::new(),
+            outbox: Outbox::default(),
+            executor: Executor::default(),
         };
         replica.check_invariants();
         replica
@@ -471,6 +574,11 @@ impl<A: ChrApplication> Replica<A> {
     }
 
     #[must_use]
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    #[must_use]
     pub fn sessions(&self) -> &Sessions {
         &self.sessions
     }
@@ -564,6 +672,12 @@ impl<A: ChrApplication> Replica<A> {
             Input::Message(envelope) => self.on_envelope(envelope, actions),
             Input::Durable { op, checksum } => self.on_durable(op, checksum, actions),
             Input::ViewDurable { view, log_view } => self.on_view_durable(view, log_view, actions),
+            Input::EffectResult {
+                id,
+                view,
+                attempt,
+                result,
+            } => self.on_effect_result(id, view, attempt, result, actions),
         }
     }
 
@@ -611,6 +725,7 @@ impl<A: ChrApplication> Replica<A> {
                     self.retransmit_prepares(actions);
                     self.repair_bodies(actions);
                 }
+                self.run_effects(actions);
             }
             Status::Normal => {
                 if self.tick - self.primary_contact_tick >= timeouts.normal {
@@ -637,6 +752,10 @@ impl<A: ChrApplication> Replica<A> {
                     self.broadcast(&Message::StartViewChange, actions);
                 }
             }
+        }
+        let deposed = self.status != Status::Normal || !self.is_primary();
+        if deposed && self.config.bug == Some(PlantedBug::UnfencedEffects) {
+            self.run_effects(actions);
         }
     }
 
@@ -744,6 +863,10 @@ impl<A: ChrApplication> Replica<A> {
             }
             return;
         }
+        if request.client == KERNEL_CLIENT {
+            let error = ReplyError::Rejected(format!("client id {KERNEL_CLIENT} is reserved"));
+            return self.reply(client, &request, Err(error), actions);
+        }
         let size = request.body.len() + batch::REQUEST_OVERHEAD + 4;
         if size > self.config.body_max {
             let result = Err(ReplyError::TooLarge {
@@ -753,7 +876,7 @@ impl<A: ChrApplication> Replica<A> {
             self.reply(client, &request, result, actions);
             return;
         }
-        if request.kind == RequestKind::Command {
+        if request.kind != RequestKind::Register {
             match self.sessions.verdict(request.client, request.request) {
                 Verdict::Duplicate(reply) => return self.reply(client, &request, reply, actions),
                 Verdict::Stale => return,
@@ -1146,6 +1269,9 @@ impl<A: ChrApplication> Replica<A> {
             }
             self.execute(next, actions);
         }
+        if self.status == Status::Normal && self.is_primary() {
+            self.run_effects(actions);
+        }
     }
 
     fn execute(&mut self, op: Op, actions: &mut Vec<Action>) {
@@ -1155,12 +1281,13 @@ impl<A: ChrApplication> Replica<A> {
             Some(PlantedBug::BackupClockTimestamps) if !self.is_primary() => self.clock,
             _ => header.timestamp,
         };
-        let context = ApplyContext {
+        let mut context = ApplyContext {
             shard: self.config.shard,
             op,
             view: header.view,
             timestamp,
             seed: ApplyContext::seed_for(header.parent, op),
+            effect_ordinal: 0,
         };
         let body = prepare
             .body
@@ -1173,13 +1300,13 @@ impl<A: ChrApplication> Replica<A> {
         hash_input.extend_from_slice(&header.checksum.to_le_bytes());
         hash_input.extend_from_slice(&timestamp.0.to_le_bytes());
         for request in &requests {
-            let result = self.execute_request(request, op, &context);
+            let result = self.execute_request(request, op, &mut context);
             if let Ok(reply) = &result {
                 hash_input.extend_from_slice(reply);
             }
             self.requests_pending
                 .remove(&(request.client, request.request));
-            if self.is_primary() {
+            if self.is_primary() && request.client != KERNEL_CLIENT {
                 self.reply(Endpoint::Client(request.client), request, result, actions);
             }
         }
@@ -1197,11 +1324,20 @@ impl<A: ChrApplication> Replica<A> {
         &mut self,
         request: &Request,
         op: Op,
-        context: &ApplyContext,
+        context: &mut ApplyContext,
     ) -> Result<Vec<u8>, ReplyError> {
-        if request.kind == RequestKind::Register {
-            self.sessions.register(request.client, op);
-            return Ok(Vec::new());
+        match request.kind {
+            RequestKind::Register if request.client == KERNEL_CLIENT => {
+                return Err(ReplyError::Rejected("reserved client id".to_owned()));
+            }
+            RequestKind::Register => {
+                self.sessions.register(request.client, op);
+                return Ok(Vec::new());
+            }
+            RequestKind::Kernel if request.client == KERNEL_CLIENT => {
+                return self.execute_kernel(&request.body, false, context);
+            }
+            RequestKind::Kernel | RequestKind::Command => {}
         }
         match self.sessions.verdict(request.client, request.request) {
             Verdict::Duplicate(reply) => reply,
@@ -1216,18 +1352,247 @@ impl<A: ChrApplication> Replica<A> {
                         op,
                     });
                 }
-                let result = match self.app.apply(&self.state, &request.body, context) {
-                    Ok(applied) => {
-                        self.state = applied.state;
-                        Ok(applied.reply)
-                    }
-                    Err(error) => Err(ReplyError::Rejected(error.to_string())),
+                let result = if request.kind == RequestKind::Kernel {
+                    self.execute_kernel(&request.body, true, context)
+                } else {
+                    self.apply_event(Event::Command(&request.body), context)
+                        .map_err(ReplyError::Rejected)
                 };
                 self.sessions
                     .record(request.client, request.request, result.clone(), op);
                 result
             }
         }
+    }
+
+    /// Applies one event to the application. On success the state advances and the returned
+    /// effects enter the outbox with the next ordinals of the op; on an error nothing changes.
+    /// A panic halts the replica with a message naming the op: the application is broken, and
+    /// every replica would stop at the same op rather than diverge.
+    fn apply_event(
+        &mut self,
+        event: Event<'_>,
+        context: &mut ApplyContext,
+    ) -> Result<Vec<u8>, String> {
+        let (app, state) = (&self.app, &self.state);
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            app.apply(state, event, context)
+        }))
+        .unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("no message");
+            panic!(
+                "shard {} op {}: the application panicked in apply ({message}); the shard halts \
+                 here on every replica (a poison pill) instead of diverging: fix the \
+                 application so that it rejects this event with an error",
+                self.config.shard, context.op
+            )
+        });
+        let applied = applied.map_err(|error| error.to_string())?;
+        self.state = applied.state;
+        for effect in applied.effects {
+            let id = context.effect_id(0);
+            context.effect_ordinal += 1;
+            if self.config.record_applied {
+                let event = Outboxed::Recorded(effect.clone());
+                self.applied.push(Action::Outboxed {
+                    op: context.op,
+                    id,
+                    event,
+                });
+            }
+            self.outbox.record(id, effect, context.timestamp);
+        }
+        Ok(applied.reply)
+    }
+
+    /// Executes a committed kernel event: the outbox changes, and the application hears of a
+    /// completion, a dead letter or a timer. A client (`from_client`) may only retry a dead
+    /// letter.
+    fn execute_kernel(
+        &mut self,
+        body: &[u8],
+        from_client: bool,
+        context: &mut ApplyContext,
+    ) -> Result<Vec<u8>, ReplyError> {
+        let Some(event) = KernelEvent::decode(body) else {
+            return Err(ReplyError::Rejected("malformed kernel event".to_owned()));
+        };
+        if from_client && !matches!(event, KernelEvent::Retry { .. }) {
+            return Err(ReplyError::Rejected(
+                "a client may only retry a dead-lettered effect".to_owned(),
+            ));
+        }
+        let id = event.id();
+        self.executor.settle(&event);
+        let policy = self.config.effects;
+        let change = self
+            .outbox
+            .execute(&event, context.timestamp, context.seed, &policy);
+        let (app_event, outboxed) = match &change {
+            Change::Completed { response } => (
+                Some(Event::EffectCompleted { id, response }),
+                Outboxed::Completed,
+            ),
+            Change::DeadLettered { error } => (
+                Some(Event::EffectFailed { id, error }),
+                Outboxed::DeadLettered,
+            ),
+            Change::Fired { payload } => (Some(Event::Timer { id, payload }), Outboxed::TimerFired),
+            Change::Nothing if from_client => {
+                return Err(ReplyError::Rejected(format!(
+                    "effect {id} is not dead-lettered: nothing to retry"
+                )));
+            }
+            Change::Revived | Change::Nothing | Change::Failed => return Ok(Vec::new()),
+        };
+        if self.config.record_applied {
+            let op = context.op;
+            self.applied.push(Action::Outboxed {
+                op,
+                id,
+                event: outboxed,
+            });
+        }
+        if let Some(app_event) = app_event {
+            // The application's answer to a kernel event goes to no client; an error rejects
+            // only its own state change, alike on every replica.
+            let _ = self.apply_event(app_event, context);
+        }
+        Ok(Vec::new())
+    }
+
+    // ---- Effects (primary) ----
+
+    /// Starts attempts of due effects, proposes due timers and re-proposes outcomes that have
+    /// not committed. Only a primary in normal status holding a durable view that has executed
+    /// everything it committed does this; anything a former view started is forgotten.
+    fn run_effects(&mut self, actions: &mut Vec<Action>) {
+        if self.executor.view != self.view {
+            let inherited = self
+                .log
+                .iter()
+                .rev()
+                .find(|entry| entry.header.view < self.view)
+                .map_or(Op(0), |entry| entry.header.op);
+            self.executor = Executor {
+                view: self.view,
+                inherited,
+                ..Executor::default()
+            };
+        }
+        let durable = self.view_durable == self.view && self.log_view_durable == self.view;
+        let mut view = self.view;
+        if self.config.bug == Some(PlantedBug::UnfencedEffects) {
+            if !self.is_primary_of(self.log_view) || self.status == Status::RecoveringHead {
+                return;
+            }
+            view = self.log_view;
+        } else if self.status != Status::Normal
+            || !self.is_primary()
+            || !durable
+            || self.commit_min != self.commit_max
+            || self.commit_min < self.executor.inherited
+        {
+            return;
+        }
+        let forget = self.config.bug == Some(PlantedBug::ForgetInheritedEffects);
+        let (now, tick) = (self.clock, self.tick);
+        let policy = self.config.effects;
+        let again = 4 * self.config.timeouts.retransmit;
+        let mut proposals = Vec::new();
+        for (id, attempt) in &mut self.executor.attempts {
+            if let Some(result) = &attempt.result
+                && tick - attempt.proposed_tick >= again
+            {
+                attempt.proposed_tick = tick;
+                proposals.push(KernelEvent::Outcome {
+                    id: *id,
+                    view,
+                    attempt: attempt.number,
+                    result: result.clone(),
+                });
+            }
+        }
+        for (id, pending) in self.outbox.due(now) {
+            if self.executor.attempts.len() >= policy.in_flight_max {
+                break;
+            }
+            if self.executor.attempts.contains_key(&id)
+                || (forget && self.log[id.op.0 as usize].header.view != self.view)
+            {
+                continue;
+            }
+            let number = pending.next_attempt();
+            let attempt = Attempt {
+                number,
+                result: None,
+                proposed_tick: tick,
+            };
+            self.executor.attempts.insert(id, attempt);
+            self.stats.effect_attempts += 1;
+            actions.push(Action::Attempt {
+                id,
+                view,
+                attempt: number,
+                effect: pending.effect.clone(),
+            });
+        }
+        for id in self.outbox.timers_due(now).take(policy.in_flight_max) {
+            let proposed = self.executor.fires.get(&id);
+            if proposed.is_none_or(|&at| tick - at >= again) {
+                self.executor.fires.insert(id, tick);
+                proposals.push(KernelEvent::Fire { id });
+            }
+        }
+        if !proposals.is_empty() {
+            for event in proposals {
+                self.propose_kernel(&event);
+            }
+            self.prepare_requests(actions);
+        }
+    }
+
+    /// Queues a kernel event for the log, outside any session and the client queue's bound
+    /// (the executor bounds these itself).
+    fn propose_kernel(&mut self, event: &KernelEvent) {
+        self.requests.push_back(Request {
+            client: KERNEL_CLIENT,
+            request: RequestNumber(0),
+            kind: RequestKind::Kernel,
+            body: event.encode(),
+        });
+    }
+
+    fn on_effect_result(
+        &mut self,
+        id: EffectId,
+        view: View,
+        number: u32,
+        result: Result<Vec<u8>, String>,
+        actions: &mut Vec<Action>,
+    ) {
+        if view != self.view || self.executor.view != view || !self.is_primary() {
+            return; // An attempt of a former view: its outcome is not this primary's to report.
+        }
+        let Some(attempt) = self.executor.attempts.get_mut(&id) else {
+            return;
+        };
+        if attempt.number != number || attempt.result.is_some() {
+            return;
+        }
+        attempt.result = Some(result.clone());
+        attempt.proposed_tick = self.tick;
+        self.propose_kernel(&KernelEvent::Outcome {
+            id,
+            view,
+            attempt: number,
+            result,
+        });
+        self.prepare_requests(actions);
     }
 
     // ---- View change ----

@@ -1,5 +1,7 @@
 //! Helpers shared by the integration tests.
 
+#![allow(dead_code)] // Each test binary uses a different part.
+
 use std::path::PathBuf;
 
 /// A directory under the system temp dir (ext4 here, where `O_DIRECT` works; tmpfs would
@@ -28,3 +30,5 @@ impl Drop for TempDir {
         }
     }
 }
+
+pub mod cluster;
