@@ -49,6 +49,13 @@ pub enum ReplyError {
     NotPrimary { view: View },
     /// The request is larger than a prepare can hold.
     TooLarge { size: usize, max: usize },
+    /// The request named another cluster, or a shard the node does not have, so no replica of
+    /// this node will ever execute it. `cluster` and `shard_count` are the node's own, so the
+    /// client can say which setting is wrong instead of waiting out its timeout.
+    Misdirected {
+        cluster: ClusterId,
+        shard_count: u16,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -294,6 +301,14 @@ fn encode_result(result: &Result<Vec<u8>, ReplyError>, out: &mut Vec<u8>) {
             out.push(4);
             put_u64(out, *size as u64);
             put_u64(out, *max as u64);
+        }
+        Err(ReplyError::Misdirected {
+            cluster,
+            shard_count,
+        }) => {
+            out.push(5);
+            put_u64(out, cluster.0);
+            out.extend_from_slice(&shard_count.to_le_bytes());
         }
     }
 }
