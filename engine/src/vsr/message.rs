@@ -1,6 +1,8 @@
 //! Messages between replicas and clients. Every message travels in an [`Envelope`] that names
 //! the cluster, shard, view and sender and carries a checksum over all of it; receivers drop
-//! (and count) foreign and corrupt envelopes.
+//! (and count) foreign and corrupt envelopes. A node answers a client's request for another
+//! cluster or a missing shard with [`ReplyError::Misdirected`] before it reaches a replica, so
+//! the client learns what is wrong instead of timing out.
 
 use std::sync::Arc;
 
