@@ -7,6 +7,7 @@
 //! - [`wire`]: VSR envelopes to bytes and back.
 //! - [`frame`]: length-prefixed frames and an incremental decoder.
 //! - [`handshake`]: the first frame of a replica link and the checks on it.
+//! - [`misdirected`]: the refusal a node sends a client request for another cluster or shard.
 //! - [`backoff`]: the reconnect schedule.
 //! - [`send_buffer`]: bounded outbound bytes with backpressure.
 //! - [`slots`]: Redis Cluster hash slots and each shard's slot range.
@@ -23,6 +24,7 @@ mod cursor;
 pub mod error;
 pub mod frame;
 pub mod handshake;
+pub mod misdirected;
 pub mod resp;
 pub mod send_buffer;
 pub mod slots;
@@ -34,6 +36,7 @@ pub use client::{Client, ClientConfig, ClientError};
 pub use error::NetError;
 pub use frame::{Frame, FrameDecoder, FrameKind};
 pub use handshake::Hello;
+pub use misdirected::misdirected_reply;
 pub use send_buffer::{Full, SendBuffer};
 pub use slots::{Slot, SlotRange, key_shard, key_slot};
 pub use topology::{Topology, TopologyError};

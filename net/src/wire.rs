@@ -166,6 +166,10 @@ fn decode_result(c: &mut Cursor<'_>) -> Result<Result<Vec<u8>, ReplyError>, NetE
             size: usize_of(c.u64("reply size")?, "reply size")?,
             max: usize_of(c.u64("reply max")?, "reply max")?,
         }),
+        5 => Err(ReplyError::Misdirected {
+            cluster: ClusterId(c.u64("reply cluster")?),
+            shard_count: c.u16("reply shard count")?,
+        }),
         tag => {
             return Err(NetError::UnknownTag {
                 field: "reply result",

@@ -546,9 +546,10 @@ fn silent_cluster_ends_in_a_clear_timeout() {
 }
 
 // With nothing listening at all (ports that were OS-assigned and then closed), connections are
-// refused on every host and the call still ends in a timeout error.
+// refused on every host and the call ends by its deadline in `Unreachable`, which names the
+// hosts and the connect error and says nothing was sent.
 #[test]
-fn refused_connections_end_in_a_timeout() {
+fn refused_connections_end_in_unreachable() {
     let closed: Vec<SocketAddr> = (0..2)
         .map(|_| {
             let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -561,12 +562,60 @@ fn refused_connections_end_in_a_timeout() {
     config.call_timeout = Duration::from_millis(300);
     config.attempt_timeout = Duration::from_millis(50);
     let mut client = Client::new(config).expect("valid config");
-    match client.put(b"k", b"v") {
-        Err(ClientError::Timeout { hosts, .. }) => {
+    let error = client.put(b"k", b"v").expect_err("nothing listens");
+    match &error {
+        ClientError::Unreachable { hosts, error, .. } => {
             assert!(!hosts.is_empty());
             assert!(hosts.iter().all(|h| closed.contains(h)));
+            assert!(error.contains("refused"), "{error}");
         }
-        other => panic!("expected a timeout, got {other:?}"),
+        other => panic!("expected unreachable, got {other:?}"),
+    }
+    let text = error.to_string();
+    assert!(text.contains("could not connect"), "{text}");
+    assert!(text.contains("nothing was sent"), "{text}");
+}
+
+// A node's `Misdirected` refusal ends the call at once, with no retry on the other host: as
+// `WrongCluster` naming both clusters when the node's cluster differs, else as `WrongShard`
+// naming the node's shard count.
+#[test]
+fn misdirected_refusals_end_the_call_at_once() {
+    let cases = [
+        (
+            ClusterId(9),
+            1,
+            "belongs to cluster 9, not cluster 7: check --cluster",
+        ),
+        (CLUSTER, 1, "runs 1 shard(s) per host, so it has no shard"),
+    ];
+    for (node_cluster, shard_count, needle) in cases {
+        let script: Arc<Script> = Arc::new(move |_: &Seen| {
+            let refusal = ReplyError::Misdirected {
+                cluster: node_cluster,
+                shard_count,
+            };
+            Some((0, Err(refusal)))
+        });
+        let cluster = FakeCluster::start(1, 2, &script);
+        let mut client = cluster.client(10_000, 1_000, 1);
+        let error = client.get(b"k").expect_err("refused");
+        match &error {
+            ClientError::WrongCluster {
+                host,
+                node_cluster: got,
+                cluster: ours,
+            } => {
+                assert_eq!((*got, *ours), (node_cluster, CLUSTER));
+                assert!(cluster.addresses[0].contains(host));
+            }
+            ClientError::WrongShard {
+                shard_count: got, ..
+            } => assert_eq!(*got, shard_count),
+            other => panic!("expected a misdirected error, got {other:?}"),
+        }
+        assert!(error.to_string().contains(needle), "{error}");
+        assert_eq!(cluster.seen().len(), 1, "{needle}: sent once, not retried");
     }
 }
 

@@ -58,6 +58,12 @@ fn reply_result() -> impl Strategy<Value = Result<Vec<u8>, ReplyError>> {
             size: size as usize,
             max: max as usize,
         })),
+        (any::<u64>(), any::<u16>()).prop_map(|(cluster, shard_count)| Err(
+            ReplyError::Misdirected {
+                cluster: ClusterId(cluster),
+                shard_count,
+            }
+        )),
     ]
 }
 

@@ -708,6 +708,22 @@ impl Shard {
             (ConnKind::Native, FrameKind::Envelope) => {
                 match chronon_net::wire::decode_envelope(payload) {
                     Ok(envelope) if matches!(envelope.message, Message::Request(_)) => {
+                        // Another cluster's request, or one for a shard this node lacks, is
+                        // refused by name so that its client fails fast instead of timing out.
+                        let view = self.replica.view();
+                        let refusal =
+                            chronon_net::misdirected_reply(&envelope, &self.hello, shard, view);
+                        if let Some(refusal) = refusal {
+                            self.frame.clear();
+                            let frame = &mut self.frame;
+                            let _ = chronon_net::wire::encode_envelope_frame(
+                                &refusal,
+                                FRAME_PAYLOAD_MAX,
+                                frame,
+                            );
+                            return connection.conn.queue(&self.frame)
+                                && connection.conn.flush().is_ok();
+                        }
                         self.on_envelope(envelope, Route::Conn(token));
                         true
                     }
@@ -1119,6 +1135,9 @@ fn kv_result(outcome: Outcome) -> KvResult {
         Err(ReplyError::NotPrimary { .. }) => {
             Err("TRYAGAIN the shard is changing primary; retry".to_owned())
         }
+        Err(ReplyError::Misdirected { cluster, .. }) => Err(format!(
+            "ERR internal error: the shard answered for cluster {cluster}, not this node's"
+        )),
     }
 }
 

@@ -66,7 +66,10 @@ pub(crate) fn say_line(line: std::fmt::Arguments<'_>) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(&error),
+    };
     if let Err(error) = init_logging(&cli.log_level) {
         eprintln!("error: {error:#}");
         return ExitCode::from(2);
@@ -88,6 +91,31 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Reports a command line clap refused. Missing arguments, which clap lists one per line under
+/// a heading, become one line naming them with the command's usage, like every other error of
+/// this command; help, version and the other refusals print as clap renders them.
+fn usage_error(error: &clap::Error) -> ExitCode {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let missing = match error.get(ContextKind::InvalidArg) {
+        Some(ContextValue::Strings(names))
+            if error.kind() == ErrorKind::MissingRequiredArgument =>
+        {
+            names.join(", ")
+        }
+        _ => {
+            let _ = error.print();
+            return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
+        }
+    };
+    let usage = match error.get(ContextKind::Usage) {
+        Some(ContextValue::StyledStr(usage)) => usage.to_string(),
+        _ => String::new(),
+    };
+    let usage = usage.trim().trim_start_matches("Usage:").trim();
+    eprintln!("error: missing {missing}; usage: {usage} (see --help)");
+    ExitCode::from(2)
 }
 
 fn init_logging(level: &str) -> anyhow::Result<()> {

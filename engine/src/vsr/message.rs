@@ -1,6 +1,8 @@
 //! Messages between replicas and clients. Every message travels in an [`Envelope`] that names
 //! the cluster, shard, view and sender and carries a checksum over all of it; receivers drop
-//! (and count) foreign and corrupt envelopes.
+//! (and count) foreign and corrupt envelopes. A node answers a client's request for another
+//! cluster or a missing shard with [`ReplyError::Misdirected`] before it reaches a replica, so
+//! the client learns what is wrong instead of timing out.
 
 use std::sync::Arc;
 
@@ -76,6 +78,13 @@ pub enum ReplyError {
     NotPrimary { view: View },
     /// The request is larger than a prepare can hold.
     TooLarge { size: usize, max: usize },
+    /// The request named another cluster, or a shard the node does not have, so no replica of
+    /// this node will ever execute it. `cluster` and `shard_count` are the node's own, so the
+    /// client can say which setting is wrong instead of waiting out its timeout.
+    Misdirected {
+        cluster: ClusterId,
+        shard_count: u16,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -318,6 +327,14 @@ fn encode_result(result: &Result<Vec<u8>, ReplyError>, out: &mut Vec<u8>) {
             out.push(4);
             put_u64(out, *size as u64);
             put_u64(out, *max as u64);
+        }
+        Err(ReplyError::Misdirected {
+            cluster,
+            shard_count,
+        }) => {
+            out.push(5);
+            put_u64(out, cluster.0);
+            out.extend_from_slice(&shard_count.to_le_bytes());
         }
     }
 }

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use chronon_engine::app::kv::KvReply;
-use chronon_engine::{ClientId, RequestNumber, ShardId};
+use chronon_engine::{ClientId, ClusterId, RequestNumber, ShardId};
 
 /// Why a call returned no application reply. Each variant says whether the command may have
 /// taken effect, because that decides what the caller may do next.
@@ -29,6 +29,43 @@ pub enum ClientError {
         request: RequestNumber,
         timeout: Duration,
         hosts: Vec<SocketAddr>,
+    },
+
+    /// No host of the shard accepted a connection before the call's deadline, so the request
+    /// was never sent: the nodes are down, or the addresses are wrong.
+    #[error(
+        "shard {shard}: could not connect to any of {hosts:?} within {timeout:?} (last error: \
+         {error}); nothing was sent. Check that the nodes are running and that the addresses \
+         (--addresses, each host's base address) are right"
+    )]
+    Unreachable {
+        shard: ShardId,
+        timeout: Duration,
+        hosts: Vec<SocketAddr>,
+        error: String,
+    },
+
+    /// A node answered that it belongs to another cluster; the request was not executed.
+    #[error(
+        "node {host} belongs to cluster {node_cluster}, not cluster {cluster}: check --cluster \
+         (or whether {host} is the address you meant); nothing was executed"
+    )]
+    WrongCluster {
+        host: SocketAddr,
+        node_cluster: ClusterId,
+        cluster: ClusterId,
+    },
+
+    /// A node of the right cluster has fewer shards than the client assumed, so the key's
+    /// shard does not exist there; the request was not executed.
+    #[error(
+        "node {host} runs {shard_count} shard(s) per host, so it has no shard {shard}: give the \
+         client the cluster's shard count (--shards {shard_count}); nothing was executed"
+    )]
+    WrongShard {
+        host: SocketAddr,
+        shard: ShardId,
+        shard_count: u16,
     },
 
     /// The cluster no longer knows this session: it keeps a bounded number and evicted this

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chronon_engine::app::kv::{KvCommand, KvReply};
 use chronon_engine::vsr::{Endpoint, Envelope, Message, ReplyError, Request, RequestKind};
-use chronon_engine::{ClientId, ReplicaIndex, RequestNumber, ShardId, View};
+use chronon_engine::{ClientId, ClusterId, ReplicaIndex, RequestNumber, ShardId, View};
 
 use super::connection::{Connection, remaining};
 use super::{ClientConfig, ClientError};
@@ -124,8 +124,15 @@ enum Outcome {
         view: View,
         result: Result<Vec<u8>, ReplyError>,
     },
+    /// The node serves another cluster, or has no such shard: no retry can help.
+    Misdirected {
+        cluster: ClusterId,
+        shard_count: u16,
+    },
     /// No reply before the attempt's deadline.
     Silent,
+    /// No connection could be opened, so nothing was sent.
+    Unreachable { error: String },
     /// The connection could not be opened, or failed. `reused`: it was an older connection,
     /// which the replica may simply have closed while idle, so the same host is worth a fresh
     /// one.
@@ -226,6 +233,10 @@ impl Session {
             topology.replica_count(),
         );
         let mut hosts = Vec::new();
+        // Whether any attempt got as far as sending, and the last reason one could not: a call
+        // that never connected ends in `Unreachable` (nothing sent), not `Timeout`.
+        let mut sent = false;
+        let mut unreachable = String::new();
         self.pause.reset();
         while let Some(left) = remaining(deadline) {
             if envelope.view != context.view() {
@@ -237,7 +248,13 @@ impl Session {
                 hosts.push(address);
             }
             let attempt_deadline = Instant::now() + left.min(context.config.attempt_timeout);
-            match self.attempt(context, route.host, request, &frame, attempt_deadline) {
+            let outcome = self.attempt(context, route.host, request, &frame, attempt_deadline);
+            sent |= !matches!(outcome, Outcome::Unreachable { .. });
+            match outcome {
+                Outcome::Misdirected {
+                    cluster,
+                    shard_count,
+                } => return Err(misdirected(context, address, cluster, shard_count)),
                 Outcome::Reply { view, result } => {
                     context.learn(view);
                     match result {
@@ -254,6 +271,10 @@ impl Session {
                 }
                 Outcome::Broken { reused: true } => {}
                 Outcome::Broken { reused: false } => route.after_broken(),
+                Outcome::Unreachable { error } => {
+                    unreachable = format!("{address}: {error}");
+                    route.after_broken();
+                }
             }
             if route.should_pause() {
                 let pause = self.pause.next_delay();
@@ -261,6 +282,14 @@ impl Session {
                     std::thread::sleep(pause.min(left));
                 }
             }
+        }
+        if !sent && !unreachable.is_empty() {
+            return Err(ClientError::Unreachable {
+                shard,
+                timeout: context.config.call_timeout,
+                hosts,
+                error: unreachable,
+            });
         }
         Err(ClientError::Timeout {
             shard,
@@ -296,7 +325,11 @@ impl Session {
             self.connection = None;
             match Connection::open(host, context.address(host), deadline) {
                 Ok(connection) => self.connection = Some(connection),
-                Err(_) => return Outcome::Broken { reused },
+                Err(error) => {
+                    return Outcome::Unreachable {
+                        error: error.to_string(),
+                    };
+                }
             }
         }
         let client = self.client;
@@ -327,28 +360,63 @@ impl Session {
 
 /// The envelope's reply if it is an intact reply from a replica of this shard to this
 /// very request. Anything else (a late reply to an earlier request, a corrupt frame) is
-/// dropped.
+/// dropped. A `Misdirected` refusal comes from a node of another cluster or another shape, so
+/// its cluster and shard are not this call's: it is taken on the client and request alone.
 fn reply_to(
     context: &ShardContext<'_>,
     client: ClientId,
     request: RequestNumber,
     envelope: Envelope,
 ) -> Option<Outcome> {
-    if !envelope.is_intact()
-        || envelope.cluster != context.config.topology.cluster
-        || envelope.shard != context.shard
-        || !matches!(envelope.from, Endpoint::Replica(_))
-    {
+    if !envelope.is_intact() || !matches!(envelope.from, Endpoint::Replica(_)) {
         return None;
     }
-    match envelope.message {
-        Message::Reply(reply) if reply.client == client && reply.request == request => {
-            Some(Outcome::Reply {
-                view: envelope.view,
-                result: reply.result,
-            })
+    let Message::Reply(reply) = envelope.message else {
+        return None;
+    };
+    if reply.client != client || reply.request != request {
+        return None;
+    }
+    if let Err(ReplyError::Misdirected {
+        cluster,
+        shard_count,
+    }) = reply.result
+    {
+        return Some(Outcome::Misdirected {
+            cluster,
+            shard_count,
+        });
+    }
+    if envelope.cluster != context.config.topology.cluster || envelope.shard != context.shard {
+        return None;
+    }
+    Some(Outcome::Reply {
+        view: envelope.view,
+        result: reply.result,
+    })
+}
+
+/// The error for a node's `Misdirected` refusal: the cluster id is wrong if the node's differs,
+/// else the client's shard count is (it routed the key to a shard the node lacks).
+fn misdirected(
+    context: &ShardContext<'_>,
+    host: SocketAddr,
+    node_cluster: ClusterId,
+    shard_count: u16,
+) -> ClientError {
+    let cluster = context.config.topology.cluster;
+    if node_cluster == cluster {
+        ClientError::WrongShard {
+            host,
+            shard: context.shard,
+            shard_count,
         }
-        _ => None,
+    } else {
+        ClientError::WrongCluster {
+            host,
+            node_cluster,
+            cluster,
+        }
     }
 }
 
@@ -388,6 +456,7 @@ fn reply_error(
             max: max as u64,
         },
         ReplyError::NotPrimary { .. } => unreachable!("invariant: redirects are retried"),
+        ReplyError::Misdirected { .. } => unreachable!("invariant: refusals end the call first"),
     }
 }
 
