@@ -3,10 +3,11 @@
 //! into the history for the linearizability checker; some commands instead ask for a side
 //! effect (an `Emit` to a sink, now or from a timer), which the effect checker follows.
 
+use chronon_engine::app::EffectId;
 use chronon_engine::app::kv::{KvCommand, KvReply};
 use chronon_engine::ids::{ClientId, RequestNumber, View};
 use chronon_engine::rng::Rng;
-use chronon_engine::vsr::{Reply, ReplyError, Request, RequestKind};
+use chronon_engine::vsr::{KernelEvent, Reply, ReplyError, Request, RequestKind};
 
 use crate::history::{History, KvOp, KvOutcome};
 use crate::options::{EffectOptions, TICK_NS};
@@ -33,7 +34,7 @@ struct Pending {
     /// The history entry, for commands.
     call: Option<usize>,
     op: Option<KvOp>,
-    /// An effect command (not in the history).
+    /// An effect command, or a retry of a dead-lettered effect (not in the history).
     effect: bool,
     sent_at: u64,
 }
@@ -56,6 +57,10 @@ pub struct SimClient {
     peers: (u64, u64),
     /// Times this client found its session evicted.
     pub evictions: u64,
+    /// Ids of the effects this client caused, for retries of dead letters.
+    effect_ids: Vec<EffectId>,
+    /// Retries of dead letters the cluster accepted.
+    pub revived: u64,
 }
 
 impl SimClient {
@@ -81,6 +86,8 @@ impl SimClient {
             acknowledged: Vec::new(),
             peers,
             evictions: 0,
+            effect_ids: Vec::new(),
+            revived: 0,
         }
     }
 
@@ -113,7 +120,17 @@ impl SimClient {
             return None;
         }
         let effect = self.registered && rng.chance(u64::from(effects.per_mille), 1000);
-        let (kind, body, op, call) = if effect {
+        let (kind, body, op, call) = if effect && !self.effect_ids.is_empty() && rng.chance(1, 8) {
+            // Ask for a retry of one of this client's effects; it is rejected unless the effect
+            // is dead-lettered.
+            let id = self.effect_ids[rng.below(self.effect_ids.len() as u64) as usize];
+            (
+                RequestKind::Kernel,
+                KernelEvent::Retry { id }.encode(),
+                None,
+                None,
+            )
+        } else if effect {
             let command = random_effect(rng, effects, self.id, self.next_request);
             (RequestKind::Command, command.encode(), None, None)
         } else if self.registered {
@@ -163,6 +180,10 @@ impl SimClient {
                     return Some((Target::Primary(self.primary()), pending.request.clone()));
                 }
             }
+            Err(ReplyError::Rejected(_)) if pending.request.kind == RequestKind::Kernel => {
+                // A retry of an effect that was not dead-lettered: nothing happened.
+                self.complete(now, &[0], history);
+            }
             Err(ReplyError::NoSession) => {
                 // Evicted: the outcome is unknown (the call stays open in the history), and
                 // the client must start over with a new identity.
@@ -190,7 +211,14 @@ impl SimClient {
         self.wake_at = now + 1;
         if pending.effect {
             self.requests_left = self.requests_left.saturating_sub(1);
-            if !matches!(KvReply::decode(bytes), Some(KvReply::Effect(_))) {
+            if pending.request.kind == RequestKind::Kernel {
+                self.revived += u64::from(bytes.is_empty());
+                return;
+            }
+            if let Some(KvReply::Effect(id)) = KvReply::decode(bytes) {
+                // Timers are not dead-lettered; remembering them too is harmless.
+                self.effect_ids.push(id);
+            } else {
                 self.errors.push(format!(
                     "client {}: an effect command got {bytes:?}",
                     self.id

@@ -50,6 +50,8 @@ pub struct RunStats {
     /// Deliveries the deduplicating sink dropped: attempts repeated after a lost
     /// acknowledgement, a failover or a crash.
     pub sink_duplicates: u64,
+    /// Dead letters revived by a client's retry.
+    pub effects_revived: u64,
 }
 
 /// An attempt's result on its way back to the replica that asked.
@@ -637,6 +639,7 @@ impl Simulation {
             self.stats.timers_fired += fired;
             self.stats.effect_attempts += shard.effects.attempts;
             self.stats.sink_duplicates += shard.effects.duplicates;
+            self.stats.effects_revived += shard.effects.revivals();
             for node in &shard.nodes {
                 self.stats.nodes.crashes += node.stats.crashes;
                 self.stats.nodes.disk_stalls += node.stats.disk_stalls;

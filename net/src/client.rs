@@ -36,8 +36,10 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use chronon_engine::app::EffectId;
 use chronon_engine::app::kv::{KvCommand, KvReply};
-use chronon_engine::{ReplicaIndex, ShardId, View};
+use chronon_engine::vsr::{KernelEvent, RequestKind};
+use chronon_engine::{ReplicaIndex, RequestNumber, ShardId, View};
 
 pub use self::error::ClientError;
 use self::session::{Session, ShardContext};
@@ -188,6 +190,34 @@ impl Client {
             view,
         };
         sessions_up_to(sessions, 1)[0].execute(&context, command)
+    }
+
+    /// Asks the cluster to retry a dead-lettered effect: it goes back to pending with a fresh
+    /// attempt budget. Fails with [`ClientError::Rejected`] if the effect is not dead-lettered
+    /// (never recorded, still pending, or completed).
+    pub fn retry_effect(&mut self, id: EffectId) -> Result<(), ClientError> {
+        let shard = id.shard;
+        let Some(ShardState {
+            id: shard_id,
+            view,
+            sessions,
+        }) = self.shards.get_mut(usize::from(shard.0))
+        else {
+            return Err(ClientError::Rejected {
+                shard,
+                request: RequestNumber(0),
+                reason: format!("effect {id} names shard {shard}, which this cluster lacks"),
+            });
+        };
+        let context = ShardContext {
+            config: &self.config,
+            shard: *shard_id,
+            view,
+        };
+        let body = KernelEvent::Retry { id }.encode();
+        sessions_up_to(sessions, 1)[0]
+            .execute_raw(&context, RequestKind::Kernel, body)
+            .map(|_| ())
     }
 
     /// Runs many commands at once and returns their results in input order.

@@ -96,6 +96,7 @@ impl Summary {
         t.effects_dead_lettered += stats.effects_dead_lettered;
         t.timers_fired += stats.timers_fired;
         t.sink_duplicates += stats.sink_duplicates;
+        t.effects_revived += stats.effects_revived;
         let (n, s) = (&mut t.network, &stats.network);
         n.sent += s.sent;
         n.dropped += s.dropped;
@@ -120,12 +121,14 @@ impl Summary {
         );
         println!(
             "effects:                 {} recorded ({} timers), {} attempts, {} completed, {} \
-             dead-lettered, {} timers fired, {} duplicate deliveries deduplicated by the sink",
+             dead-lettered ({} revived by a retry), {} timers fired, {} duplicate deliveries \
+             deduplicated by the sink",
             t.effects_recorded,
             t.effects_recorded - t.effects_completed - t.effects_dead_lettered,
             t.effect_attempts,
             t.effects_completed,
             t.effects_dead_lettered,
+            t.effects_revived,
             t.timers_fired,
             t.sink_duplicates
         );

@@ -25,12 +25,18 @@ enum Settled {
     Fired(Op),
 }
 
+/// An effect's life: its id and how many times a dead letter of it was revived before.
+type Generation = (EffectId, u32);
+
 #[derive(Debug, Default)]
 pub struct EffectChecker {
     recorded: BTreeMap<EffectId, SideEffect>,
-    settled: BTreeMap<EffectId, Settled>,
-    /// Per replica, what its current incarnation settled.
-    settled_by: BTreeMap<u8, BTreeSet<EffectId>>,
+    settled: BTreeMap<Generation, Settled>,
+    /// Per replica, what its current incarnation settled, and how often it revived each id.
+    settled_by: BTreeMap<u8, BTreeSet<Generation>>,
+    revived_by: BTreeMap<u8, BTreeMap<EffectId, u32>>,
+    /// Per generation, the op that revived it (the same on every replica).
+    revived_at: BTreeMap<Generation, Op>,
     /// The deduplicating sink: each effect id once, with its payload.
     delivered: BTreeMap<EffectId, Vec<u8>>,
     pub attempts: u64,
@@ -43,6 +49,7 @@ impl EffectChecker {
     /// A replica restarted: it executes its log again.
     pub fn restarted(&mut self, replica: u8) {
         self.settled_by.remove(&replica);
+        self.revived_by.remove(&replica);
     }
 
     /// The outbox of `replica` changed at `op`.
@@ -75,23 +82,64 @@ impl EffectChecker {
             Outboxed::Completed => Settled::Completed(op),
             Outboxed::DeadLettered => Settled::DeadLettered(op),
             Outboxed::TimerFired => Settled::Fired(op),
+            Outboxed::Revived => {
+                let generation = self.generation(replica, id);
+                if !matches!(
+                    self.settled.get(&generation),
+                    Some(Settled::DeadLettered(_))
+                ) {
+                    return Err(format!(
+                        "replica {replica} revived effect {id} at op {op}, which was not \
+                         dead-lettered"
+                    ));
+                }
+                let first = *self.revived_at.entry(generation).or_insert(op);
+                if first != op {
+                    return Err(format!(
+                        "replica {replica} revived effect {id} at op {op}, another at op {first}"
+                    ));
+                }
+                *self
+                    .revived_by
+                    .entry(replica)
+                    .or_default()
+                    .entry(id)
+                    .or_default() += 1;
+                return Ok(());
+            }
         };
-        if !self.settled_by.entry(replica).or_default().insert(id) {
+        let generation = self.generation(replica, id);
+        if !self
+            .settled_by
+            .entry(replica)
+            .or_default()
+            .insert(generation)
+        {
             return Err(format!(
                 "replica {replica} settled effect {id} twice (again at op {op}: {settled:?})"
             ));
         }
-        match self.settled.get(&id) {
+        match self.settled.get(&generation) {
             Some(first) if *first != settled => Err(format!(
                 "effect {id}: replica {replica} settled it as {settled:?}, another replica as \
                  {first:?}"
             )),
             Some(_) => Ok(()),
             None => {
-                self.settled.insert(id, settled);
+                self.settled.insert(generation, settled);
                 Ok(())
             }
         }
+    }
+
+    fn generation(&self, replica: u8, id: EffectId) -> Generation {
+        let revivals = self
+            .revived_by
+            .get(&replica)
+            .and_then(|r| r.get(&id))
+            .copied()
+            .unwrap_or(0);
+        (id, revivals)
     }
 
     /// `replica` attempts an effect as primary of `view`; `durable` is the view state its
@@ -147,7 +195,17 @@ impl EffectChecker {
     /// and the sink holds nothing that was never recorded.
     pub fn check_final(&self) -> Result<(), String> {
         for (id, effect) in &self.recorded {
-            let settled = self.settled.get(id);
+            // The last life of the effect decides.
+            let settled = self
+                .settled
+                .range((*id, 0)..=(*id, u32::MAX))
+                .next_back()
+                .map(|(_, s)| s)
+                .filter(|_| {
+                    let revivals = self.revived_at.range((*id, 0)..=(*id, u32::MAX)).count();
+                    let lives = self.settled.range((*id, 0)..=(*id, u32::MAX)).count();
+                    lives > revivals
+                });
             match (effect, settled) {
                 (SideEffect::Schedule { .. }, Some(Settled::Fired(_)))
                 | (
@@ -185,10 +243,20 @@ impl EffectChecker {
         Ok(())
     }
 
-    /// Effects recorded, completed, dead-lettered and timers fired.
+    /// Dead letters revived by clients' retries.
+    #[must_use]
+    pub fn revivals(&self) -> u64 {
+        self.revived_at.len() as u64
+    }
+
+    /// Effects recorded, completed, dead-lettered (in their last life) and timers fired.
     #[must_use]
     pub fn counts(&self) -> (u64, u64, u64, u64) {
-        let count = |f: fn(&Settled) -> bool| self.settled.values().filter(|s| f(s)).count() as u64;
+        let count = |f: fn(&Settled) -> bool| {
+            let last: BTreeMap<EffectId, &Settled> =
+                self.settled.iter().map(|((id, _), s)| (*id, s)).collect();
+            last.values().filter(|s| f(s)).count() as u64
+        };
         (
             self.recorded.len() as u64,
             count(|s| matches!(s, Settled::Completed(_))),

@@ -194,6 +194,8 @@ pub enum Outboxed {
     Completed,
     DeadLettered,
     TimerFired,
+    /// A dead letter went back to pending on a client's retry.
+    Revived,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1447,7 +1449,8 @@ impl<A: ChrApplication> Replica<A> {
                     "effect {id} is not dead-lettered: nothing to retry"
                 )));
             }
-            Change::Revived | Change::Nothing | Change::Failed => return Ok(Vec::new()),
+            Change::Revived => (None, Outboxed::Revived),
+            Change::Nothing | Change::Failed => return Ok(Vec::new()),
         };
         if self.config.record_applied {
             let op = context.op;

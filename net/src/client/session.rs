@@ -173,6 +173,24 @@ impl Session {
         context: &ShardContext<'_>,
         command: &KvCommand,
     ) -> Result<KvReply, ClientError> {
+        let (bytes, host, request) =
+            self.execute_raw(context, RequestKind::Command, command.encode())?;
+        KvReply::decode(&bytes).ok_or_else(|| ClientError::BadReply {
+            shard: context.shard,
+            request,
+            host,
+            detail: format!("{} bytes that are not a key-value reply", bytes.len()),
+        })
+    }
+
+    /// Runs one request of `kind` (a command or a kernel request) in this session; returns
+    /// the reply's bytes, who sent them and the request's number.
+    pub(super) fn execute_raw(
+        &mut self,
+        context: &ShardContext<'_>,
+        kind: RequestKind,
+        body: Vec<u8>,
+    ) -> Result<(Vec<u8>, SocketAddr, RequestNumber), ClientError> {
         let deadline = Instant::now() + context.config.call_timeout;
         if !self.registered {
             let register = RequestKind::Register;
@@ -181,20 +199,9 @@ impl Session {
         }
         let request = self.request_next;
         self.request_next = RequestNumber(request.0 + 1);
-        let result = self.call(
-            context,
-            RequestKind::Command,
-            request,
-            command.encode(),
-            deadline,
-        );
+        let result = self.call(context, kind, request, body, deadline);
         match result {
-            Ok((bytes, host)) => KvReply::decode(&bytes).ok_or_else(|| ClientError::BadReply {
-                shard: context.shard,
-                request,
-                host,
-                detail: format!("{} bytes that are not a key-value reply", bytes.len()),
-            }),
+            Ok((bytes, host)) => Ok((bytes, host, request)),
             Err(error) => {
                 if matches!(error, ClientError::SessionEvicted { .. }) {
                     // This id is dead on the cluster. A fresh session (new id, new numbers)
