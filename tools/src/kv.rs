@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+use anyhow::anyhow;
+use chronon_engine::app::EffectId;
+use chronon_engine::app::kv::{KvCommand, KvReply};
 use chronon_engine::ids::ClusterId;
 use chronon_net::Topology;
 use chronon_net::client::{Client, ClientConfig};
@@ -51,13 +54,43 @@ pub enum KvCommandArg {
         #[command(flatten)]
         target: Target,
     },
+    /// Record an HTTP request as a side effect; prints its effect id. The primary makes it,
+    /// with `Idempotency-Key` and `Chronon-Fence` headers, until it succeeds or is
+    /// dead-lettered.
+    Webhook {
+        url: String,
+        body: String,
+        #[arg(long, default_value = "POST")]
+        method: String,
+        /// An extra header, `NAME: VALUE`; repeat for more.
+        #[arg(long = "header", value_name = "NAME: VALUE")]
+        headers: Vec<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Record a message to a node's sink as a side effect; prints its effect id.
+    Emit {
+        sink: String,
+        payload: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Retry a dead-lettered effect (by the id `webhook` or `emit` printed).
+    RetryEffect {
+        id: String,
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 pub fn run(args: &KvArgs) -> anyhow::Result<()> {
     let target = match &args.command {
         KvCommandArg::Get { target, .. }
         | KvCommandArg::Set { target, .. }
-        | KvCommandArg::Del { target, .. } => target,
+        | KvCommandArg::Del { target, .. }
+        | KvCommandArg::Webhook { target, .. }
+        | KvCommandArg::Emit { target, .. }
+        | KvCommandArg::RetryEffect { target, .. } => target,
     };
     let hosts = target
         .addresses
@@ -81,6 +114,53 @@ pub fn run(args: &KvArgs) -> anyhow::Result<()> {
             let existed = client.delete(key.as_bytes())?;
             say!("{}", u8::from(existed));
         }
+        KvCommandArg::Webhook {
+            url,
+            body,
+            method,
+            headers,
+            ..
+        } => {
+            let headers = headers
+                .iter()
+                .map(|h| {
+                    h.split_once(':')
+                        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+                        .ok_or_else(|| anyhow!("--header {h:?}: expected NAME: VALUE"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let command = KvCommand::Webhook {
+                method: method.clone(),
+                url: url.clone(),
+                headers,
+                body: body.clone().into_bytes(),
+            };
+            print_effect(client.execute(&command)?)?;
+        }
+        KvCommandArg::Emit { sink, payload, .. } => {
+            let command = KvCommand::Emit {
+                sink: sink.clone(),
+                payload: payload.clone().into_bytes(),
+            };
+            print_effect(client.execute(&command)?)?;
+        }
+        KvCommandArg::RetryEffect { id, .. } => {
+            let id: EffectId = id.parse().map_err(|e: String| anyhow!(e))?;
+            client.retry_effect(id)?;
+            say!("OK");
+        }
     }
     Ok(())
+}
+
+fn print_effect(reply: KvReply) -> anyhow::Result<()> {
+    match reply {
+        KvReply::Effect(id) => {
+            say!("{id}");
+            Ok(())
+        }
+        other => Err(anyhow!(
+            "the cluster answered {other:?} to an effect command"
+        )),
+    }
 }

@@ -63,6 +63,27 @@ impl std::fmt::Display for EffectId {
     }
 }
 
+impl std::str::FromStr for EffectId {
+    type Err = String;
+
+    /// Parses the `Display` form, `chronon-<shard>-<op>-<ordinal>`.
+    fn from_str(text: &str) -> Result<EffectId, String> {
+        let bad = || format!("{text:?} is not an effect id (chronon-<shard>-<op>-<ordinal>)");
+        let rest = text.strip_prefix("chronon-").ok_or_else(bad)?;
+        let mut parts = rest.split('-');
+        let (Some(shard), Some(op), Some(ordinal), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        Ok(EffectId {
+            shard: ShardId(shard.parse().map_err(|_| bad())?),
+            op: Op(op.parse().map_err(|_| bad())?),
+            ordinal: ordinal.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
 /// What `apply` is asked to apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event<'a> {

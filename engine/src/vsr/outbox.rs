@@ -863,4 +863,20 @@ mod tests {
         }
         assert_eq!(KernelEvent::decode(&[9, 9, 9]), None);
     }
+
+    #[test]
+    fn effect_ids_print_and_parse() {
+        let e = id(123, 4);
+        assert_eq!(e.to_string(), "chronon-1-123-4");
+        assert_eq!("chronon-1-123-4".parse::<EffectId>(), Ok(e));
+        for junk in [
+            "",
+            "chronon-1-2",
+            "chronon-1-2-3-4",
+            "x-1-2-3",
+            "chronon-a-2-3",
+        ] {
+            assert!(junk.parse::<EffectId>().is_err(), "{junk}");
+        }
+    }
 }
