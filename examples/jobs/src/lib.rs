@@ -24,9 +24,10 @@
 //! - `query(state, bytes)`: a read-only answer from one replica's state.
 //! - `snapshot` / `restore`: the state as bytes and back.
 //!
-//! Every replica must reach the same state from the same events. Chronon checks this (each
-//! replica hashes what it executed), but it cannot repair an application that breaks it, so
-//! `apply` must depend on nothing but its arguments:
+//! Every replica must reach the same state from the same events. Each replica keeps a running
+//! hash of the ops it executed and the replies they gave, which tests and the simulator compare,
+//! but nothing can repair an application that diverges, so `apply` must depend on nothing but
+//! its arguments:
 //!
 //! - **No clocks.** Use [`ApplyContext::timestamp`]: consensus time, chosen by the primary
 //!   when it proposed the event and identical on every replica. Here it stamps jobs and
@@ -80,7 +81,9 @@
 //!
 //! # 3. What the receiver must do
 //!
-//! Every attempt of an HTTP effect carries two headers, added by the kernel:
+//! The primary hands each attempt to its host with the effect id and its view (the fence), and
+//! the node sends them with every HTTP attempt as headers (with `Chronon-Attempt`, the attempt's
+//! number):
 //!
 //! - `Idempotency-Key: chronon-<shard>-<op>-<ordinal>`, the effect id. The same effect can
 //!   arrive more than once: an attempt may reach the receiver and its response be lost, or a
@@ -102,8 +105,9 @@
 //! - Its outcome is **applied exactly once to the state**: `apply` sees one `EffectCompleted`
 //!   or `EffectFailed` per settlement, on every replica.
 //! - The effect happens **exactly once at a receiver that deduplicates** by
-//!   `Idempotency-Key` (or checks the fence). A receiver that does neither may see it more than
-//!   once; no system can promise exactly-once delivery to an arbitrary receiver.
+//!   `Idempotency-Key`. Checking the fence alone is not enough: the same primary retries after
+//!   a lost response with the same fence. A receiver that does not deduplicate may act more
+//!   than once; no system can promise exactly-once delivery to an arbitrary receiver.
 //!
 //! # 5. Running it
 //!
