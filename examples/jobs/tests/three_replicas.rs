@@ -57,6 +57,8 @@ struct Delivery {
 struct Receiver {
     /// What the receiver acted on: its response by key.
     acted: BTreeMap<EffectId, Vec<u8>>,
+    /// Every time the receiver acted, in order: a key appears twice if deduplication failed.
+    actions: Vec<EffectId>,
     /// Keys seen at least once (acted on or not).
     seen: BTreeMap<EffectId, u32>,
     fence_max: View,
@@ -116,10 +118,15 @@ impl Receiver {
         }
         let response = [b"ran ", body].concat();
         self.acted.insert(key, response.clone());
+        self.actions.push(key);
         if path == "/lossy" && first {
             return Err("timed out waiting for the response".to_owned());
         }
         Ok(response)
+    }
+
+    fn times_acted(&self, key: EffectId) -> usize {
+        self.actions.iter().filter(|&&k| k == key).count()
     }
 
     fn deliveries_of(&self, key: EffectId) -> Vec<&Delivery> {
@@ -495,9 +502,10 @@ fn jobs_run_retry_and_settle_alike_on_three_replicas() {
         assert_eq!(response, &[b"ran ", details.name.as_bytes()].concat());
         let deliveries = cluster.receiver.deliveries_of(effect);
         assert!(deliveries.len() >= attempts_min, "{job}: {deliveries:?}");
+        assert_eq!(cluster.receiver.acted.get(&effect), Some(response));
         assert_eq!(
-            cluster.receiver.acted.get(&effect),
-            Some(response),
+            cluster.receiver.times_acted(effect),
+            1,
             "{job} acted on once"
         );
     }
@@ -606,7 +614,8 @@ fn a_new_primary_runs_the_jobs_of_a_deposed_one() {
         old.result.as_ref().is_err_and(|e| e.starts_with("409")),
         "{old:?}"
     );
-    assert_eq!(cluster.receiver.acted.len(), 3, "each job acted on once");
+    assert_eq!(cluster.receiver.actions.len(), 3, "each job acted on once");
+    assert_eq!(cluster.receiver.times_acted(effect), 1);
     cluster.assert_replicas_agree();
 }
 
