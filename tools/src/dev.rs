@@ -66,6 +66,7 @@ fn cluster_id(args: &DevArgs) -> anyhow::Result<(u64, bool)> {
                 .collect(),
             cluster: None,
             disk: chronon_disk::DiskChoice::Auto,
+            io: chronon_shards::IoChoice::Auto,
             pin: false,
         })?;
         if node.topology.shard_count != args.shards {

@@ -11,14 +11,14 @@ use chronon_engine::constants::{SECTOR_SIZE, SUPERBLOCK_COPIES};
 use chronon_engine::log::Superblock;
 use chronon_engine::log::superblock;
 use chronon_net::Topology;
-use chronon_shards::{Node, NodeConfig};
+use chronon_shards::{IoChoice, Node, NodeConfig};
 
 use crate::data_dir;
 
 #[derive(Debug, clap::Args)]
 pub struct StartArgs {
     /// A TOML file with any of: data = "DIR", addresses = ["ip:port", ...], cluster = ID,
-    /// disk = "auto", pin = true. Flags given on the command line win.
+    /// disk = "auto", io = "auto", pin = true. Flags given on the command line win.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Data directory created by `chronon format`.
@@ -38,6 +38,13 @@ pub struct StartArgs {
         help = "Disk implementation: auto, sync or io_uring"
     )]
     pub disk: DiskChoice,
+    #[arg(
+        long,
+        value_name = "KIND",
+        default_value = "auto",
+        help = "Network I/O: auto (io_uring, or epoll if io_uring is unavailable), uring or epoll"
+    )]
+    pub io: IoChoice,
     /// Pin each shard's thread to a core (shard s to core s mod cores).
     #[arg(long)]
     pub pin: bool,
@@ -51,6 +58,7 @@ struct FileConfig {
     addresses: Option<Vec<String>>,
     cluster: Option<u64>,
     disk: Option<String>,
+    io: Option<String>,
     pin: Option<bool>,
 }
 
@@ -84,12 +92,19 @@ fn merged(args: &StartArgs) -> anyhow::Result<StartArgs> {
             .map_err(|e: String| anyhow!("config file: disk: {e}"))?,
         _ => args.disk,
     };
+    let io = match (&args.config, file.io) {
+        (Some(_), Some(kind)) if args.io == IoChoice::Auto => kind
+            .parse()
+            .map_err(|e: String| anyhow!("config file: io: {e}"))?,
+        _ => args.io,
+    };
     Ok(StartArgs {
         config: None,
         data: Some(data),
         addresses,
         cluster: args.cluster.or(file.cluster),
         disk,
+        io,
         pin: args.pin || file.pin.unwrap_or(false),
     })
 }
@@ -198,6 +213,7 @@ pub fn node_config(args: &StartArgs) -> anyhow::Result<NodeConfig> {
         host: first.replica,
         data_files: files.into_iter().map(|f| f.path).collect(),
         disk: args.disk,
+        io: args.io,
         pin: args.pin,
     })
 }
