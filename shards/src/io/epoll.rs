@@ -7,13 +7,13 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use super::{ConnId, Event, ListenerKind, READ_CHUNK, Received, WRITE_BUFFER_MAX};
+use super::{ConnId, Event, LINGER, ListenerKind, READ_CHUNK, Received, WRITE_BUFFER_MAX};
 use crate::eventfd::EventFd;
 
 /// Tokens below this are listeners and doorbells; connections use their id plus this.
@@ -74,6 +74,8 @@ pub(crate) struct EpollDriver {
     broken: Vec<ConnId>,
     /// The last wait's readiness, copied out of `events` (reused).
     ready: Vec<(Token, bool, bool)>,
+    /// Closed connections still sending what was queued, and since when.
+    closing: BTreeMap<ConnId, (Socket, Instant)>,
 }
 
 impl EpollDriver {
@@ -88,6 +90,7 @@ impl EpollDriver {
             scratch: vec![0; READ_CHUNK],
             broken: Vec::new(),
             ready: Vec::with_capacity(EVENTS_MAX),
+            closing: BTreeMap::new(),
         })
     }
 
@@ -178,10 +181,38 @@ impl EpollDriver {
         self.sockets.get(&conn).map_or(0, Socket::pending)
     }
 
+    /// Closes `conn` after the bytes already queued for it are sent (a reply before `QUIT`),
+    /// for at most [`LINGER`].
     pub fn close(&mut self, conn: ConnId) {
-        if let Some(mut socket) = self.sockets.remove(&conn) {
+        let Some(mut socket) = self.sockets.remove(&conn) else {
+            return;
+        };
+        if socket.connecting || socket.pending() == 0 || socket.flush().is_err() {
             let _ = self.poll.registry().deregister(&mut socket.stream);
+            return;
         }
+        if socket.pending() > 0 {
+            self.closing.insert(conn, (socket, Instant::now()));
+        }
+    }
+
+    /// Sends more of what closed connections still owe, and drops those done, failed or
+    /// lingering too long.
+    fn flush_closing(&mut self, conn: Option<ConnId>) {
+        let now = Instant::now();
+        let registry = self.poll.registry();
+        self.closing.retain(|&c, (socket, since)| {
+            if conn.is_some_and(|target| target != c) {
+                return true;
+            }
+            let keep = now.duration_since(*since) < LINGER
+                && socket.flush().is_ok()
+                && socket.pending() > 0;
+            if !keep {
+                let _ = registry.deregister(&mut socket.stream);
+            }
+            keep
+        });
     }
 
     pub fn wait(&mut self, timeout: Duration, events: &mut Vec<Event>) -> io::Result<bool> {
@@ -192,6 +223,9 @@ impl EpollDriver {
         };
         for conn in self.broken.drain(..) {
             events.push(Event::Broken { conn });
+        }
+        if !self.closing.is_empty() {
+            self.flush_closing(None);
         }
         match self.poll.poll(&mut self.events, Some(timeout)) {
             Ok(()) => {}
@@ -220,6 +254,9 @@ impl EpollDriver {
             t => {
                 let conn = t - CONN_BASE;
                 let Some(socket) = self.sockets.get_mut(&conn) else {
+                    if self.closing.contains_key(&conn) {
+                        self.flush_closing(Some(conn));
+                    }
                     return;
                 };
                 if socket.connecting {

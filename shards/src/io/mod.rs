@@ -15,6 +15,8 @@
 //! [`Driver::send`], which buffers them (bounded) until the socket takes them.
 
 mod epoll;
+#[cfg(test)]
+mod tests;
 mod uring;
 
 use std::io;
@@ -37,6 +39,10 @@ pub const WRITE_BUFFER_MAX: usize = 64 * 1024 * 1024;
 /// Bytes one receive takes at most (the epoll driver's scratch buffer, each `io_uring`
 /// connection's receive buffer).
 pub const READ_CHUNK: usize = 64 * 1024;
+
+/// How long a closed connection may go on sending what was queued for it (a reply before
+/// `QUIT`) before it is dropped: a client that stops reading cannot hold it for ever.
+pub const LINGER: Duration = Duration::from_secs(5);
 
 const _: () = assert!(READ_CHUNK <= u32::MAX as usize);
 const _: () = assert!(WRITE_BUFFER_MAX > READ_CHUNK);
@@ -133,10 +139,12 @@ pub(crate) enum Received {
     Closed,
 }
 
-/// One shard's I/O driver.
+/// One shard's I/O driver. There is one per shard thread, never a collection of them, so the
+/// variants' sizes do not matter, and a box would only add an indirection to every call.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Driver {
-    Uring(Box<UringDriver>),
+    Uring(UringDriver),
     Epoll(EpollDriver),
 }
 
@@ -153,7 +161,7 @@ impl Driver {
     /// A driver of the kind `mode` names.
     pub fn new(mode: IoMode) -> io::Result<Driver> {
         Ok(match mode {
-            IoMode::Uring => Driver::Uring(Box::new(UringDriver::new()?)),
+            IoMode::Uring => Driver::Uring(UringDriver::new()?),
             IoMode::Epoll => Driver::Epoll(EpollDriver::new()?),
         })
     }
@@ -166,9 +174,12 @@ impl Driver {
     }
 
     /// Binds and listens on `address`; accepted connections come as [`Event::Accepted`].
-    pub fn listen(&mut self, kind: ListenerKind, address: SocketAddr) -> io::Result<()> {
+    /// Returns the bound address (its port, if `address` asked for any).
+    pub fn listen(&mut self, kind: ListenerKind, address: SocketAddr) -> io::Result<SocketAddr> {
         let listener = std::net::TcpListener::bind(address)?;
-        delegate!(self, d => d.listen(kind, listener))
+        let bound = listener.local_addr()?;
+        delegate!(self, d => d.listen(kind, listener))?;
+        Ok(bound)
     }
 
     /// Wakes the driver's wait whenever `doorbell` is signalled (mail from another shard, a
@@ -198,7 +209,8 @@ impl Driver {
         delegate!(self, d => d.pending(conn))
     }
 
-    /// Closes `conn`; the driver lets go of its buffers once the kernel has.
+    /// Closes `conn` once what is queued for it is sent (for at most [`LINGER`]); what it
+    /// receives from now on is dropped. The driver lets go of its buffers once the kernel has.
     pub fn close(&mut self, conn: ConnId) {
         delegate!(self, d => d.close(conn));
     }

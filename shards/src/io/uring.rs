@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, Probe, opcode, squeue, types};
 
-use super::{ConnId, Event, ListenerKind, READ_CHUNK, Received, WRITE_BUFFER_MAX};
+use super::{ConnId, Event, LINGER, ListenerKind, READ_CHUNK, Received, WRITE_BUFFER_MAX};
 use crate::eventfd::EventFd;
 
 /// Submission queue entries. Each connection has at most a receive, a send and a cancel in
@@ -38,10 +38,6 @@ const SQ_ENTRIES: u32 = 256;
 /// reaps. Beyond that the kernel keeps them in its overflow list (`IORING_FEAT_NODROP`, which
 /// `probe` requires), so none is lost.
 const CQ_ENTRIES: u32 = 4096;
-
-/// How long a closed connection may take to send what was queued for it before the send is
-/// cancelled.
-const LINGER: Duration = Duration::from_secs(5);
 
 const _: () = assert!(SQ_ENTRIES.is_power_of_two() && CQ_ENTRIES.is_power_of_two());
 const _: () = assert!(CQ_ENTRIES >= 2 * SQ_ENTRIES);
