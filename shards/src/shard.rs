@@ -181,6 +181,8 @@ struct Scratch {
     proxy_out: Vec<Envelope>,
     proxy_done: Vec<(Tag, Outcome)>,
     touched: Vec<ConnId>,
+    /// Durability reports for the replica.
+    inputs: Vec<Input>,
 }
 
 /// One shard's runtime.
@@ -822,7 +824,7 @@ impl Shard {
     fn pump_journal(&mut self) -> Result<(), ShardError> {
         let shard = self.setup.shard;
         let journal_error = |source| ShardError::Journal { shard, source };
-        let mut inputs = Vec::new();
+        let mut inputs = std::mem::take(&mut self.scratch.inputs);
         loop {
             self.host.run(&mut inputs).map_err(journal_error)?;
             let news = self.host.poll().map_err(journal_error)?;
@@ -831,6 +833,7 @@ impl Shard {
                 self.step(input);
             }
             if idle && !news {
+                self.scratch.inputs = inputs;
                 return Ok(());
             }
         }

@@ -29,9 +29,12 @@ struct Pending {
 #[derive(Debug)]
 enum PendingState {
     Ready(RespValue),
+    /// Waiting for `missing` results. `results` holds one per command of the plan, batch by
+    /// batch, as the plan's merge takes them: filled in place, so that the merge needs no
+    /// copy (each slot starts as an empty error, which allocates nothing).
     Waiting {
         plan: KvPlan,
-        results: Vec<Vec<Option<KvResult>>>,
+        results: Vec<Vec<KvResult>>,
         missing: usize,
     },
 }
@@ -189,10 +192,15 @@ impl Shard {
         seq: u64,
         parsed: Result<RespCommand, CommandError>,
     ) {
-        // Key-value commands go to the log: only commands answered here need the cluster's
-        // view, and only `INFO` this replica's state, so neither is built per request.
-        let key_value = matches!(&parsed, Ok(command) if goes_to_the_log(command));
-        let primaries = if key_value {
+        // Key-value commands go to the log, and `PING` and `ECHO` need nothing: only the other
+        // commands answered here need the cluster's view, and only `INFO` this replica's
+        // state, so neither is built per request.
+        let viewless = matches!(
+            &parsed,
+            Ok(command) if goes_to_the_log(command)
+                || matches!(command, RespCommand::Ping { .. } | RespCommand::Echo { .. })
+        );
+        let primaries = if viewless {
             Vec::new()
         } else {
             self.node_view_primaries()
@@ -242,10 +250,10 @@ impl Shard {
                 return;
             }
             Execution::Kv(plan) => {
-                let results: Vec<Vec<Option<KvResult>>> = plan
+                let results: Vec<Vec<KvResult>> = plan
                     .batches()
                     .iter()
-                    .map(|b| vec![None; b.commands.len()])
+                    .map(|b| (0..b.commands.len()).map(|_| Err(String::new())).collect())
                     .collect();
                 let missing = results.iter().map(Vec::len).sum();
                 PendingState::Waiting {
@@ -361,16 +369,12 @@ impl Shard {
         let Some(slot) = results.get_mut(batch).and_then(|b| b.get_mut(index)) else {
             return;
         };
-        if slot.is_none() {
-            *missing -= 1;
-        }
-        *slot = Some(kv_result(outcome));
+        // The proxy reports each part once (it forgets a request when it reports it), so
+        // `missing` reaches zero exactly when every slot is filled.
+        *slot = kv_result(outcome);
+        *missing = missing.saturating_sub(1);
         if *missing == 0 {
-            let complete: Vec<Vec<KvResult>> = results
-                .iter_mut()
-                .map(|b| b.iter_mut().map(|r| r.take().expect("complete")).collect())
-                .collect();
-            pending.state = PendingState::Ready(plan.reply(&complete));
+            pending.state = PendingState::Ready(plan.reply(results));
         }
     }
 
