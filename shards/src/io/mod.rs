@@ -59,6 +59,18 @@ pub enum IoChoice {
     Epoll,
 }
 
+impl IoChoice {
+    /// The name `--io` takes.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            IoChoice::Auto => "auto",
+            IoChoice::Uring => "uring",
+            IoChoice::Epoll => "epoll",
+        }
+    }
+}
+
 impl std::str::FromStr for IoChoice {
     type Err = String;
 

@@ -650,11 +650,12 @@ impl UringDriver {
             if res != -libc::ECANCELED {
                 let error = io::Error::from_raw_os_error(-res);
                 tracing::warn!("accept failed: {error}");
-                // Rearmed by the next `wait`, not here: a persistent failure (out of
-                // descriptors) must not spin.
-                return;
             }
-        } else {
+            // Rearmed by the next `wait`, not here: a persistent failure (out of descriptors)
+            // must not spin within one pass.
+            return;
+        }
+        {
             // SAFETY: a successful ACCEPT's result is a new connected socket, owned by nothing
             // else.
             #[allow(unsafe_code)]
