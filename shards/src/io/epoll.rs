@@ -1,6 +1,8 @@
 //! The readiness-based driver: epoll through `mio`. Each socket is non-blocking; a readable
 //! event becomes [`Event::Readable`], and `receive` reads until the socket is empty. Sends are
-//! written at once as far as the socket takes them, and the rest when it is writable again.
+//! queued and written by the next `wait` (one `write` per connection per pass of the loop, as
+//! the `io_uring` driver submits them), as far as the socket takes them, and the rest when it
+//! is writable again.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -70,8 +72,10 @@ pub(crate) struct EpollDriver {
     next_conn: ConnId,
     /// Where sockets are read into before their bytes join the caller's buffer.
     scratch: Vec<u8>,
-    /// Sends that failed outside `wait`, reported by the next `wait`.
-    broken: Vec<ConnId>,
+    /// Connections with bytes queued since the last `wait` and not yet written: `wait` writes
+    /// them all before it polls, so the replies of one pass leave in one `write` per
+    /// connection rather than one per reply.
+    unflushed: Vec<ConnId>,
     /// The last wait's readiness, copied out of `events` (reused).
     ready: Vec<(Token, bool, bool)>,
     /// Closed connections still sending what was queued, and since when.
@@ -88,7 +92,7 @@ impl EpollDriver {
             sockets: BTreeMap::new(),
             next_conn: 0,
             scratch: vec![0; READ_CHUNK],
-            broken: Vec::new(),
+            unflushed: Vec::new(),
             ready: Vec::with_capacity(EVENTS_MAX),
             closing: BTreeMap::new(),
         })
@@ -170,10 +174,10 @@ impl EpollDriver {
         if socket.pending() + bytes.len() > WRITE_BUFFER_MAX {
             return false;
         }
-        socket.write.extend_from_slice(bytes);
-        if !socket.connecting && socket.flush().is_err() {
-            self.broken.push(conn);
+        if socket.pending() == 0 && !socket.connecting {
+            self.unflushed.push(conn);
         }
+        socket.write.extend_from_slice(bytes);
         true
     }
 
@@ -216,14 +220,20 @@ impl EpollDriver {
     }
 
     pub fn wait(&mut self, timeout: Duration, events: &mut Vec<Event>) -> io::Result<bool> {
-        let timeout = if self.broken.is_empty() {
-            timeout
-        } else {
-            Duration::ZERO
-        };
-        for conn in self.broken.drain(..) {
-            events.push(Event::Broken { conn });
+        let reported = events.len();
+        for conn in self.unflushed.drain(..) {
+            if let Some(socket) = self.sockets.get_mut(&conn)
+                && socket.flush().is_err()
+            {
+                events.push(Event::Broken { conn });
+            }
         }
+        // A broken connection is news: report it without sleeping first.
+        let timeout = if events.len() > reported {
+            Duration::ZERO
+        } else {
+            timeout
+        };
         if !self.closing.is_empty() {
             self.flush_closing(None);
         }
@@ -232,7 +242,7 @@ impl EpollDriver {
             Err(error) if error.kind() == io::ErrorKind::Interrupted => return Ok(false),
             Err(error) => return Err(error),
         }
-        let busy = !self.events.is_empty();
+        let busy = !self.events.is_empty() || events.len() > reported;
         let mut ready = std::mem::take(&mut self.ready);
         ready.extend(
             self.events
