@@ -10,9 +10,10 @@ use std::thread::JoinHandle;
 use chronon_disk::DiskChoice;
 use chronon_engine::ids::{ReplicaIndex, ShardId};
 use chronon_net::Topology;
-use mio::{Poll, Waker};
 
-use crate::shard::{Post, Shard, ShardError, ShardSetup, WAKER};
+use crate::eventfd::EventFd;
+use crate::io::IoChoice;
+use crate::shard::{Post, Shard, ShardError, ShardSetup};
 
 /// What a node runs.
 #[derive(Clone, Debug)]
@@ -25,6 +26,8 @@ pub struct NodeConfig {
     pub disk: DiskChoice,
     /// Where `Emit` effects go, by sink name (`log` is built in).
     pub sinks: crate::effects::Sinks,
+    /// The network path: `io_uring`, epoll, or `io_uring` if it works here (`Auto`).
+    pub io: IoChoice,
     /// Pin shard `s`'s thread to core `s mod cores`. Off by default: on a shared or virtual
     /// machine a pinned thread can wait for its core while another sits idle.
     pub pin: bool,
@@ -34,15 +37,15 @@ pub struct NodeConfig {
 #[derive(Clone, Debug)]
 pub struct Stopper {
     stop: Arc<AtomicBool>,
-    wakers: Vec<Arc<Waker>>,
+    doorbells: Vec<Arc<EventFd>>,
 }
 
 impl Stopper {
     /// Asks every shard to stop; [`Node::wait`] returns once they have.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
-        for waker in &self.wakers {
-            let _ = waker.wake();
+        for doorbell in &self.doorbells {
+            doorbell.ring();
         }
     }
 
@@ -69,22 +72,22 @@ impl Node {
             shard_count,
             "one data file per shard"
         );
-        let mut polls = Vec::with_capacity(shard_count);
+        let (io, fallback) = crate::io::resolve(config.io).map_err(|detail| ShardError::Io {
+            shard: ShardId(0),
+            detail: format!("--io uring: {detail}"),
+        })?;
+        if let Some(cause) = fallback {
+            tracing::warn!("falling back to the epoll network path: {cause}");
+        }
         let mut boxes = Vec::with_capacity(shard_count);
         let mut inboxes = Vec::with_capacity(shard_count);
         for s in 0..shard_count {
-            let io_error = |detail: String| ShardError::Io {
+            let doorbell = Arc::new(EventFd::new().map_err(|e| ShardError::Io {
                 shard: ShardId(s as u16),
-                detail,
-            };
-            let poll = Poll::new().map_err(|e| io_error(format!("creating epoll: {e}")))?;
-            let waker = Arc::new(
-                Waker::new(poll.registry(), WAKER)
-                    .map_err(|e| io_error(format!("creating a waker: {e}")))?,
-            );
+                detail: format!("creating its doorbell (an eventfd): {e}"),
+            })?);
             let (sender, receiver) = mpsc::channel();
-            polls.push(poll);
-            boxes.push((sender, waker));
+            boxes.push((sender, doorbell));
             inboxes.push(receiver);
         }
         let views = (0..shard_count).map(|_| AtomicU64::new(0)).collect();
@@ -95,7 +98,7 @@ impl Node {
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut threads = Vec::with_capacity(shard_count);
-        for (s, (poll, inbox)) in polls.into_iter().zip(inboxes).enumerate() {
+        for (s, inbox) in inboxes.into_iter().enumerate() {
             let setup = ShardSetup {
                 topology: config.topology.clone(),
                 host: config.host,
@@ -103,7 +106,9 @@ impl Node {
                 data_file: config.data_files[s].clone(),
                 disk: config.disk,
                 sinks: config.sinks.clone(),
+                io,
             };
+            let doorbell = Arc::clone(&post.boxes[s].1);
             let (post, stop, ready) = (post.clone(), Arc::clone(&stop), ready_tx.clone());
             let core = if config.pin {
                 core_affinity::get_core_ids()
@@ -120,7 +125,7 @@ impl Node {
                     {
                         tracing::warn!(shard = s, "could not pin the thread to core {}", core.id);
                     }
-                    let shard = match Shard::open(setup, poll, post, inbox) {
+                    let shard = match Shard::open(setup, post, inbox, doorbell) {
                         Ok(shard) => {
                             let _ = ready.send(None);
                             shard
@@ -138,9 +143,9 @@ impl Node {
                 })?;
             threads.push(thread);
         }
-        let wakers = post.boxes.iter().map(|(_, w)| Arc::clone(w)).collect();
+        let doorbells = post.boxes.iter().map(|(_, d)| Arc::clone(d)).collect();
         let node = Node {
-            stopper: Stopper { stop, wakers },
+            stopper: Stopper { stop, doorbells },
             threads,
         };
         for _ in 0..shard_count {

@@ -1,8 +1,13 @@
 //! One shard's thread: its replica, its journal, its listeners and connections, driven by one
-//! readiness loop. The replica is the same `chronon-engine` code the simulator runs; this file
-//! only moves bytes and time to and from it.
+//! event loop over its I/O driver (`io_uring`, or epoll as the fallback). The replica is the
+//! same `chronon-engine` code the simulator runs; this module only moves bytes and time to and
+//! from it. The protocol handling (framing, handshakes, RESP) is written once, here and in
+//! `links.rs` and `resp.rs`; only the driver underneath differs between the two I/O paths.
 
-use std::collections::{BTreeMap, VecDeque};
+mod links;
+mod resp;
+
+use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -14,32 +19,24 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chronon_disk::{AnyDisk, DiskChoice};
 use chronon_engine::app::kv::KvStore;
-use chronon_engine::app::kv::{KvCommand, KvReply};
 use chronon_engine::constants::{
     BATCH_REQUESTS_MAX, HEADER_SIZE, REQUEST_QUEUE_MAX, SESSIONS_MAX_DEFAULT,
 };
-use chronon_engine::ids::{ClientId, ReplicaIndex, ShardId, Timestamp, View};
+use chronon_engine::ids::{ClientId, ReplicaIndex, ShardId, Timestamp};
 use chronon_engine::log::{Journal, JournalError};
 use chronon_engine::vsr::{
-    Action, Endpoint, Envelope, Input, JournalHost, Message, Replica, ReplicaConfig, ReplyError,
-    Timeouts,
+    Action, Endpoint, Envelope, Input, JournalHost, Message, Replica, ReplicaConfig, Timeouts,
 };
 use chronon_net::constants::FRAME_PAYLOAD_MAX;
 use chronon_net::frame::FrameKind;
-use chronon_net::resp::{
-    Execution, KvPlan, KvResult, NodeView, RespCommand, RespLimits, RespParser, RespSession,
-    RespValue,
-};
+use chronon_net::resp::{RespLimits, RespParser};
 use chronon_net::{Backoff, FrameDecoder, Hello, Topology};
-use mio::net::{TcpListener, TcpStream};
-use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::effects::{Done, EffectRunner, Job};
-
-use crate::conn::{Conn, ReadOutcome};
 use crate::eventfd::EventFd;
+use crate::io::{ConnId, Driver, Event, IoMode, ListenerKind, Received};
 use crate::proxy::{Outcome, Proxy, Tag};
+use resp::RespState;
 
 /// How often the replica's clock ticks (its timeouts are counted in ticks).
 pub const TICK: Duration = Duration::from_millis(10);
@@ -48,16 +45,9 @@ pub const TICK: Duration = Duration::from_millis(10);
 /// protocol retransmits what matters): backpressure instead of unbounded buffering.
 pub const PEER_BUFFER_MAX: usize = 32 * 1024 * 1024;
 
-const REPLICA_LISTENER: Token = Token(0);
-const NATIVE_LISTENER: Token = Token(1);
-const RESP_LISTENER: Token = Token(2);
-pub(crate) const WAKER: Token = Token(3);
-const DISK: Token = Token(4);
-const PEER_BASE: usize = 16;
-const CONN_BASE: usize = 1024;
-
-/// Polls with a zero timeout this many times after work before blocking: a short spin that
-/// catches the next message of a busy connection without a sleep and wakeup.
+/// Waits with a zero timeout this many times after work before blocking: a short spin that
+/// catches the next message of a busy connection without a sleep and wakeup (DESIGN §7: spin
+/// briefly, then block in the kernel wait).
 const SPIN_POLLS: u32 = 16;
 
 /// What one shard's thread needs to start.
@@ -70,6 +60,8 @@ pub struct ShardSetup {
     pub disk: DiskChoice,
     /// Where `Emit` effects go.
     pub sinks: crate::effects::Sinks,
+    /// The network path the node settled on (see [`crate::io::resolve`]).
+    pub io: IoMode,
 }
 
 impl ShardSetup {
@@ -90,11 +82,11 @@ pub(crate) struct Mail {
     pub envelope: Envelope,
 }
 
-/// The shards' inboxes, for sending mail to any of them, and each shard's latest view (for
-/// the `CLUSTER` replies, which name every shard's primary).
+/// The shards' inboxes, for sending mail to any of them (and ringing its doorbell), and each
+/// shard's latest view (for the `CLUSTER` replies, which name every shard's primary).
 #[derive(Clone, Debug)]
 pub(crate) struct Post {
-    pub boxes: Vec<(Sender<Mail>, Arc<Waker>)>,
+    pub boxes: Vec<(Sender<Mail>, Arc<EventFd>)>,
     pub views: Arc<Vec<AtomicU64>>,
 }
 
@@ -130,37 +122,11 @@ pub enum ShardError {
 /// Where the reply for a client goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Route {
-    Conn(Token),
+    Conn(ConnId),
     Peer(u8),
     Shard(u16),
     /// A proxy session of this thread (on behalf of RESP connections).
     Local,
-}
-
-/// A RESP command waiting for its turn to be answered (replies go out in command order).
-#[derive(Debug)]
-struct Pending {
-    seq: u64,
-    state: PendingState,
-    close_after: bool,
-}
-
-#[derive(Debug)]
-enum PendingState {
-    Ready(RespValue),
-    Waiting {
-        plan: KvPlan,
-        results: Vec<Vec<Option<KvResult>>>,
-        missing: usize,
-    },
-}
-
-#[derive(Debug)]
-struct RespState {
-    session: RespSession,
-    queue: VecDeque<Pending>,
-    next_seq: u64,
-    closing: bool,
 }
 
 #[derive(Debug)]
@@ -173,11 +139,13 @@ enum ConnKind {
     Resp(Box<RespState>),
 }
 
+/// An accepted connection's protocol state; its socket and send buffer are the driver's.
 #[derive(Debug)]
 struct Connection {
-    conn: Conn,
     kind: ConnKind,
     decoder: FrameDecoder,
+    /// Bytes received and not yet decoded.
+    input: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -192,13 +160,32 @@ enum PeerState {
 struct Peer {
     address: SocketAddr,
     state: PeerState,
-    conn: Option<Conn>,
+    conn: Option<ConnId>,
     decoder: FrameDecoder,
+    input: Vec<u8>,
     backoff: Backoff,
     /// The last failure logged, so a peer that stays down is reported once, not per retry.
     last_problem: Option<String>,
     /// Messages dropped because the link was down or its buffer full (shown by `INFO`).
     dropped: u64,
+}
+
+/// Buffers the loop reuses, so that a correctly routed request allocates none of them.
+#[derive(Debug, Default)]
+struct Scratch {
+    events: Vec<Event>,
+    /// One frame being encoded.
+    frame: Vec<u8>,
+    /// The argument ranges of the RESP command being parsed.
+    resp_args: Vec<std::ops::Range<usize>>,
+    /// The replies being written to one RESP connection.
+    replies: Vec<u8>,
+    /// A proxy session's envelopes to send and its finished results.
+    proxy_out: Vec<Envelope>,
+    proxy_done: Vec<(Tag, Outcome)>,
+    touched: Vec<ConnId>,
+    /// Durability reports for the replica.
+    inputs: Vec<Input>,
 }
 
 /// One shard's runtime.
@@ -210,45 +197,40 @@ pub(crate) struct Shard {
     hello: Hello,
     replica: Replica<KvStore>,
     host: JournalHost<AnyDisk>,
-    poll: Poll,
-    disk_signal: Option<EventFd>,
-    listeners: Vec<(Token, TcpListener)>,
+    io: Driver,
+    /// True if the disk rings a doorbell on completions (`io_uring`); the sync disk completes
+    /// inside `submit_*` and needs none.
+    disk_signals: bool,
     peers: Vec<Option<Peer>>,
-    conns: BTreeMap<Token, Connection>,
-    next_conn: usize,
+    conns: BTreeMap<ConnId, Connection>,
     routes: BTreeMap<ClientId, Route>,
     post: Post,
     inbox: Receiver<Mail>,
     proxies: Vec<Proxy>,
     resp_parser: RespParser,
     actions: Vec<Action>,
-    /// Where sockets are read into before their bytes join a connection's buffer.
-    scratch: Vec<u8>,
+    scratch: Scratch,
     next_tick: Instant,
-    frame: Vec<u8>,
     /// Carries out the effects the replica attempts, off this thread.
     effects: EffectRunner,
     /// Attempts that failed before reaching a worker (a full queue), reported on the next turn.
     effects_refused: Vec<Done>,
 }
 
-fn listen(shard: ShardId, address: SocketAddr) -> Result<TcpListener, ShardError> {
-    TcpListener::bind(address).map_err(|source| {
-        let hint = if source.kind() == io::ErrorKind::AddrInUse {
-            "another process holds this port: stop it, or choose other --addresses"
-        } else {
-            "check the address in --addresses"
-        };
-        ShardError::Listen {
-            shard,
-            address,
-            source,
-            hint,
-        }
-    })
+fn listen_error(shard: ShardId, address: SocketAddr, source: io::Error) -> ShardError {
+    let hint = if source.kind() == io::ErrorKind::AddrInUse {
+        "another process holds this port: stop it, or choose other --addresses"
+    } else {
+        "check the address in --addresses"
+    };
+    ShardError::Listen {
+        shard,
+        address,
+        source,
+        hint,
+    }
 }
 
-/// The links this shard dials, one per other host.
 fn peers(setup: &ShardSetup) -> Vec<Option<Peer>> {
     let (topology, shard) = (&setup.topology, setup.shard);
     (0..topology.replica_count())
@@ -260,6 +242,7 @@ fn peers(setup: &ShardSetup) -> Vec<Option<Peer>> {
                 },
                 conn: None,
                 decoder: FrameDecoder::new(FRAME_PAYLOAD_MAX),
+                input: Vec::new(),
                 backoff: Backoff::new(
                     Duration::from_millis(20),
                     Duration::from_secs(2),
@@ -370,52 +353,69 @@ fn recover(setup: &ShardSetup) -> Result<Recovered, ShardError> {
     Ok((replica, journal, actions, lock))
 }
 
+/// The shard's I/O driver of the kind the node chose. If this shard cannot set up its own ring
+/// although the node's probe could, it runs on epoll rather than not at all.
+fn driver(setup: &ShardSetup) -> Result<Driver, ShardError> {
+    let shard = setup.shard;
+    match Driver::new(setup.io) {
+        Ok(driver) => Ok(driver),
+        Err(error) if setup.io == IoMode::Uring => {
+            tracing::warn!(%shard, "falling back to the epoll network path: setting up the \
+                                    shard's io_uring ring failed: {error}");
+            Driver::new(IoMode::Epoll).map_err(|e| ShardError::Io {
+                shard,
+                detail: format!("creating epoll: {e}"),
+            })
+        }
+        Err(error) => Err(ShardError::Io {
+            shard,
+            detail: format!("creating epoll: {error}"),
+        }),
+    }
+}
+
 impl Shard {
-    /// Opens the shard's data file, recovers its replica and binds its ports.
+    /// Opens the shard's data file, recovers its replica and binds its ports. `doorbell` is
+    /// what other shards ring when they post this one mail.
     pub fn open(
         setup: ShardSetup,
-        poll: Poll,
         post: Post,
         inbox: Receiver<Mail>,
+        doorbell: Arc<EventFd>,
     ) -> Result<Shard, ShardError> {
         let shard = setup.shard;
         let topology = &setup.topology;
         let open_error = |detail: String| setup.open_error(detail);
+        let io_error = |detail: String| ShardError::Io { shard, detail };
         let (replica, journal, actions, lock) = recover(&setup)?;
         let mut host = JournalHost::new(journal);
+        let mut io = driver(&setup)?;
+        io.add_doorbell(doorbell)
+            .map_err(|e| io_error(format!("watching the mailbox doorbell: {e}")))?;
         let disk_signal =
             EventFd::new().map_err(|e| open_error(format!("creating an eventfd: {e}")))?;
-        let signalled = host
+        let disk_signals = host
             .journal()
             .disk()
             .register_eventfd(disk_signal.as_raw_fd())
             .map_err(|e| open_error(format!("registering the disk's eventfd: {e}")))?;
-        let disk_signal = if signalled {
-            poll.registry()
-                .register(
-                    &mut SourceFd(&disk_signal.as_raw_fd()),
-                    DISK,
-                    Interest::READABLE,
-                )
-                .map_err(|e| open_error(format!("polling the disk's eventfd: {e}")))?;
-            Some(disk_signal)
-        } else {
-            None
-        };
-        let mut listeners = Vec::new();
-        for (token, address) in [
-            (REPLICA_LISTENER, topology.replica_addr(setup.host, shard)),
-            (NATIVE_LISTENER, topology.native_addr(setup.host, shard)),
-            (RESP_LISTENER, topology.resp_addr(setup.host, shard)),
+        if disk_signals {
+            io.add_doorbell(Arc::new(disk_signal))
+                .map_err(|e| io_error(format!("watching the disk's eventfd: {e}")))?;
+        }
+        for (kind, address) in [
+            (
+                ListenerKind::Replica,
+                topology.replica_addr(setup.host, shard),
+            ),
+            (
+                ListenerKind::Native,
+                topology.native_addr(setup.host, shard),
+            ),
+            (ListenerKind::Resp, topology.resp_addr(setup.host, shard)),
         ] {
-            let mut listener = listen(shard, address)?;
-            poll.registry()
-                .register(&mut listener, token, Interest::READABLE)
-                .map_err(|e| ShardError::Io {
-                    shard,
-                    detail: format!("registering {address}: {e}"),
-                })?;
-            listeners.push((token, listener));
+            io.listen(kind, address)
+                .map_err(|source| listen_error(shard, address, source))?;
         }
         let peers = peers(&setup);
         host.enqueue(&actions);
@@ -432,13 +432,12 @@ impl Shard {
             commit = %replica.commit_max(),
             status = ?replica.status(),
             disk = host.journal().disk().kind_name(),
+            io = io.mode().name(),
             "shard recovered"
         );
         let proxies = proxies(topology, shard);
         let waker = Arc::clone(&post.boxes[usize::from(shard.0)].1);
-        let doorbell: crate::effects::Doorbell = Arc::new(move || {
-            let _ = waker.wake();
-        });
+        let doorbell: crate::effects::Doorbell = Arc::new(move || waker.ring());
         let effects =
             EffectRunner::start(&format!("shard-{shard}"), setup.sinks.clone(), &doorbell)
                 .map_err(|e| ShardError::Io {
@@ -451,21 +450,18 @@ impl Shard {
             hello,
             replica,
             host,
-            poll,
-            disk_signal,
-            listeners,
+            io,
+            disk_signals,
             peers,
             conns: BTreeMap::new(),
-            next_conn: CONN_BASE,
             routes: BTreeMap::new(),
             proxies,
             post,
             inbox,
             resp_parser: RespParser::new(RespLimits::default()),
             actions: Vec::new(),
-            scratch: vec![0; crate::conn::READ_CHUNK],
+            scratch: Scratch::default(),
             next_tick: Instant::now(),
-            frame: Vec::new(),
             effects,
             effects_refused: Vec::new(),
         };
@@ -477,7 +473,7 @@ impl Shard {
 
     /// Runs until `stop` is set, then lets queued journal work settle.
     pub fn run(mut self, stop: &AtomicBool) -> Result<(), ShardError> {
-        let mut events = Events::with_capacity(1024);
+        let mut events = std::mem::take(&mut self.scratch.events);
         let mut spins = 0;
         while !stop.load(Ordering::Relaxed) {
             let timeout = if spins > 0 {
@@ -485,17 +481,18 @@ impl Shard {
             } else {
                 self.idle_timeout()
             };
-            if let Err(error) = self.poll.poll(&mut events, Some(timeout))
-                && error.kind() != io::ErrorKind::Interrupted
-            {
-                return Err(ShardError::Io {
+            let busy = self
+                .io
+                .wait(timeout, &mut events)
+                .map_err(|error| ShardError::Io {
                     shard: self.setup.shard,
-                    detail: format!("epoll failed: {error}"),
-                });
-            }
-            let busy = !events.is_empty();
-            for event in &events {
-                self.on_event(event.token(), event.is_readable(), event.is_writable());
+                    detail: format!(
+                        "waiting for I/O ({}) failed: {error}",
+                        self.io.mode().name()
+                    ),
+                })?;
+            for event in events.drain(..) {
+                self.on_event(event);
             }
             self.read_inbox();
             self.report_effects();
@@ -515,7 +512,7 @@ impl Shard {
     /// journal's I/O completes without a doorbell (the sync disk).
     fn idle_timeout(&self) -> Duration {
         let now = Instant::now();
-        if self.disk_signal.is_none() && !self.host.is_idle() {
+        if !self.disk_signals && !self.host.is_idle() {
             return Duration::ZERO;
         }
         let mut wake = self.next_tick;
@@ -527,6 +524,8 @@ impl Shard {
         wake.saturating_duration_since(now)
     }
 
+    /// Lets queued journal work finish. The driver, dropped with the shard, cancels its
+    /// requests and waits for them before freeing their buffers.
     fn settle(mut self) -> Result<(), ShardError> {
         let shard = self.setup.shard;
         let journal_error = |source| ShardError::Journal { shard, source };
@@ -542,134 +541,114 @@ impl Shard {
         Ok(())
     }
 
-    fn on_event(&mut self, token: Token, readable: bool, writable: bool) {
-        match token {
-            REPLICA_LISTENER | NATIVE_LISTENER | RESP_LISTENER => self.accept(token),
-            WAKER => {}
-            DISK => {
-                if let Some(signal) = &self.disk_signal {
-                    signal.drain();
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Accepted { listener, conn } => self.accepted(listener, conn),
+            Event::Connected { conn } => match self.peer_of(conn) {
+                Some(index) => self.peer_connected(index),
+                None => self.io.close(conn),
+            },
+            Event::ConnectFailed { conn, error } => {
+                if let Some(index) = self.peer_of(conn) {
+                    self.peer_failed(index, format!("cannot connect: {error}"));
                 }
             }
-            Token(t) if (PEER_BASE..CONN_BASE).contains(&t) => {
-                self.on_peer_event((t - PEER_BASE) as u8, readable, writable);
-            }
-            token => self.on_conn_event(token, readable, writable),
+            Event::Readable { conn } => match self.peer_of(conn) {
+                Some(index) => self.on_peer_readable(index),
+                None => self.on_conn_readable(conn),
+            },
+            Event::Broken { conn } => match self.peer_of(conn) {
+                Some(index) => self.peer_failed(index, "the connection broke".to_owned()),
+                None => self.close_conn(conn),
+            },
         }
     }
 
-    fn accept(&mut self, token: Token) {
-        loop {
-            let index = self
-                .listeners
-                .iter()
-                .position(|(t, _)| *t == token)
-                .expect("invariant: a listener token");
-            let (mut stream, _) = match self.listeners[index].1.accept() {
-                Ok(accepted) => accepted,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) => {
-                    tracing::warn!(shard = %self.setup.shard, "accept failed: {e}");
-                    return;
-                }
-            };
-            let kind = match token {
-                REPLICA_LISTENER => ConnKind::InboundPeer { peer: None },
-                NATIVE_LISTENER => ConnKind::Native,
-                _ => ConnKind::Resp(Box::new(RespState {
-                    session: RespSession::new(
-                        (u64::from(self.setup.shard.0) << 40) | self.next_conn as u64,
-                    ),
-                    queue: VecDeque::new(),
-                    next_seq: 0,
-                    closing: false,
-                })),
-            };
-            let _ = stream.set_nodelay(true);
-            let conn_token = Token(self.next_conn);
-            self.next_conn += 1;
-            if let Err(e) = self.poll.registry().register(
-                &mut stream,
-                conn_token,
-                Interest::READABLE | Interest::WRITABLE,
-            ) {
-                tracing::warn!(shard = %self.setup.shard, "registering a connection: {e}");
-                continue;
-            }
-            self.conns.insert(
-                conn_token,
-                Connection {
-                    conn: Conn::new(stream),
-                    kind,
-                    decoder: FrameDecoder::new(FRAME_PAYLOAD_MAX),
-                },
-            );
-        }
+    fn accepted(&mut self, listener: ListenerKind, conn: ConnId) {
+        let kind = match listener {
+            ListenerKind::Replica => ConnKind::InboundPeer { peer: None },
+            ListenerKind::Native => ConnKind::Native,
+            ListenerKind::Resp => ConnKind::Resp(Box::new(RespState::new(
+                (u64::from(self.setup.shard.0) << 40) | conn as u64,
+            ))),
+        };
+        self.conns.insert(
+            conn,
+            Connection {
+                kind,
+                decoder: FrameDecoder::new(FRAME_PAYLOAD_MAX),
+                input: Vec::new(),
+            },
+        );
     }
 
-    fn close_conn(&mut self, token: Token) {
-        if let Some(mut connection) = self.conns.remove(&token) {
-            let _ = self.poll.registry().deregister(&mut connection.conn.stream);
-            self.routes.retain(|_, route| *route != Route::Conn(token));
+    fn close_conn(&mut self, conn: ConnId) {
+        self.io.close(conn);
+        if let Some(connection) = self.conns.remove(&conn) {
+            self.routes.retain(|_, route| *route != Route::Conn(conn));
             if matches!(connection.kind, ConnKind::Resp(_)) {
                 for proxy in &mut self.proxies {
-                    proxy.forget_conn(token.0);
+                    proxy.forget_conn(conn);
                 }
             }
         }
     }
 
-    fn on_conn_event(&mut self, token: Token, readable: bool, writable: bool) {
-        let Some(connection) = self.conns.get_mut(&token) else {
+    fn on_conn_readable(&mut self, conn: ConnId) {
+        let Some(connection) = self.conns.get_mut(&conn) else {
+            self.io.close(conn);
             return;
         };
-        if writable && connection.conn.flush().is_err() {
-            self.close_conn(token);
-            return;
-        }
-        if !readable {
-            return;
-        }
-        let closed = connection.conn.read_available(&mut self.scratch) == ReadOutcome::Closed;
+        let closed = self.io.receive(conn, &mut connection.input) == Received::Closed;
         if matches!(connection.kind, ConnKind::Resp(_)) {
-            self.on_resp_input(token);
-            if closed {
-                self.close_conn(token);
-            }
-            return;
+            self.on_resp_input(conn);
+        } else {
+            self.on_frame_input(conn);
         }
-        let bytes = std::mem::take(&mut connection.conn.read);
-        let mut input = bytes.as_slice();
-        let mut frames = Vec::new();
-        let mut failed = None;
-        while !input.is_empty() {
-            match connection.decoder.push(&mut input) {
-                Ok(Some(frame)) => frames.push((frame.kind, frame.payload.to_vec())),
+        if closed {
+            self.close_conn(conn);
+        }
+    }
+
+    /// Decodes and handles every complete frame a native or replica connection sent. The
+    /// input buffer and the decoder are lent out of the connection meanwhile (neither
+    /// allocates to do so), since handling a frame may reach back into the connection table.
+    fn on_frame_input(&mut self, conn: ConnId) {
+        let Some(connection) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let mut input = std::mem::take(&mut connection.input);
+        let mut decoder = std::mem::replace(
+            &mut connection.decoder,
+            FrameDecoder::new(FRAME_PAYLOAD_MAX),
+        );
+        let mut rest = input.as_slice();
+        let mut open = true;
+        while open && !rest.is_empty() {
+            match decoder.push(&mut rest) {
+                Ok(Some(frame)) => open = self.on_conn_frame(conn, frame.kind, frame.payload),
                 Ok(None) => {}
                 Err(error) => {
-                    failed = Some(error);
-                    break;
+                    tracing::debug!(shard = %self.setup.shard, "closing a connection: {error}");
+                    open = false;
                 }
             }
         }
-        for (kind, payload) in frames {
-            if !self.on_conn_frame(token, kind, &payload) {
-                self.close_conn(token);
-                return;
-            }
+        if !open {
+            self.close_conn(conn);
+            return;
         }
-        if let Some(error) = failed {
-            tracing::debug!(shard = %self.setup.shard, "closing a connection: {error}");
-            self.close_conn(token);
-        } else if closed {
-            self.close_conn(token);
+        if let Some(connection) = self.conns.get_mut(&conn) {
+            input.clear();
+            connection.input = input;
+            connection.decoder = decoder;
         }
     }
 
     /// Handles one frame from a connection; false closes it.
-    fn on_conn_frame(&mut self, token: Token, kind: FrameKind, payload: &[u8]) -> bool {
+    fn on_conn_frame(&mut self, conn: ConnId, kind: FrameKind, payload: &[u8]) -> bool {
         let shard = self.setup.shard;
-        let Some(connection) = self.conns.get_mut(&token) else {
+        let Some(connection) = self.conns.get_mut(&conn) else {
             return false;
         };
         match (&mut connection.kind, kind) {
@@ -681,10 +660,10 @@ impl Shard {
                         return false;
                     }
                 };
-                let mut reply = Vec::new();
-                self.hello.encode_frame(&mut reply);
-                let _ = connection.conn.queue(&reply);
-                let _ = connection.conn.flush();
+                let frame = &mut self.scratch.frame;
+                frame.clear();
+                self.hello.encode_frame(frame);
+                let _ = self.io.send(conn, frame);
                 if let Err(error) = self.hello.check_peer(&theirs, None) {
                     tracing::error!(%shard, "refused a replica link: {error}");
                     return false;
@@ -714,17 +693,17 @@ impl Shard {
                         let refusal =
                             chronon_net::misdirected_reply(&envelope, &self.hello, shard, view);
                         if let Some(refusal) = refusal {
-                            self.frame.clear();
-                            let frame = &mut self.frame;
+                            let frame = &mut self.scratch.frame;
+                            frame.clear();
                             let _ = chronon_net::wire::encode_envelope_frame(
                                 &refusal,
                                 FRAME_PAYLOAD_MAX,
                                 frame,
                             );
-                            return connection.conn.queue(&self.frame)
-                                && connection.conn.flush().is_ok();
+                            let _ = self.io.send(conn, frame);
+                            return true;
                         }
-                        self.on_envelope(envelope, Route::Conn(token));
+                        self.on_envelope(envelope, Route::Conn(conn));
                         true
                     }
                     Ok(_) | Err(_) => false,
@@ -739,7 +718,7 @@ impl Shard {
         match (&envelope.message, envelope.from) {
             (Message::Reply(reply), _) => {
                 let client = reply.client;
-                self.deliver(client, &envelope);
+                self.deliver(client, envelope);
             }
             (Message::Request(request), Endpoint::Client(id)) if request.client == id => {
                 self.routes.insert(id, source);
@@ -770,31 +749,25 @@ impl Shard {
     }
 
     /// Sends a reply envelope towards the client it names.
-    fn deliver(&mut self, client: ClientId, envelope: &Envelope) {
+    fn deliver(&mut self, client: ClientId, envelope: Envelope) {
         match self.routes.get(&client).copied() {
-            Some(Route::Conn(token)) => {
-                self.frame.clear();
-                if chronon_net::wire::encode_envelope_frame(
-                    envelope,
-                    FRAME_PAYLOAD_MAX,
-                    &mut self.frame,
-                )
-                .is_err()
+            Some(Route::Conn(conn)) => {
+                let frame = &mut self.scratch.frame;
+                frame.clear();
+                if chronon_net::wire::encode_envelope_frame(&envelope, FRAME_PAYLOAD_MAX, frame)
+                    .is_err()
                 {
                     return;
                 }
-                let Some(connection) = self.conns.get_mut(&token) else {
-                    return;
-                };
-                if !connection.conn.queue(&self.frame) || connection.conn.flush().is_err() {
-                    self.close_conn(token);
+                if !self.io.send(conn, frame) {
+                    self.close_conn(conn);
                 }
             }
-            Some(Route::Peer(peer)) => self.send_to_peer(peer, envelope),
-            Some(Route::Shard(shard)) => self.mail(shard, envelope.clone()),
+            Some(Route::Peer(peer)) => self.send_to_peer(peer, &envelope),
+            Some(Route::Shard(shard)) => self.mail(shard, envelope),
             Some(Route::Local) => {
-                if let Message::Reply(reply) = &envelope.message {
-                    self.on_proxy_reply(reply.clone());
+                if let Message::Reply(reply) = envelope.message {
+                    self.on_proxy_reply(reply);
                 }
             }
             None => {}
@@ -803,7 +776,7 @@ impl Shard {
 
     fn mail(&mut self, shard: u16, envelope: Envelope) {
         let from_shard = self.setup.shard.0;
-        if let Some((sender, waker)) = self.post.boxes.get(usize::from(shard))
+        if let Some((sender, doorbell)) = self.post.boxes.get(usize::from(shard))
             && sender
                 .send(Mail {
                     from_shard,
@@ -811,7 +784,7 @@ impl Shard {
                 })
                 .is_ok()
         {
-            let _ = waker.wake();
+            doorbell.ring();
         }
     }
 
@@ -833,7 +806,8 @@ impl Shard {
         self.step(Input::Tick {
             now: Timestamp(wall),
         });
-        let (mut out, mut done) = (Vec::new(), Vec::new());
+        let mut out = std::mem::take(&mut self.scratch.proxy_out);
+        let mut done = std::mem::take(&mut self.scratch.proxy_done);
         for proxy in &mut self.proxies {
             proxy.on_tick(now, &mut out, &mut done);
         }
@@ -861,16 +835,20 @@ impl Shard {
         #[cfg(debug_assertions)]
         self.replica.check_invariants();
         self.host.enqueue(&actions);
-        self.route_sends(std::mem::take(&mut actions));
-        self.actions = actions;
+        self.route_sends(actions.drain(..));
+        // A nested step (a reply delivered to this thread's own proxy) may have put its own
+        // vector back meanwhile; keep whichever holds more room.
+        if actions.capacity() > self.actions.capacity() {
+            self.actions = actions;
+        }
     }
 
-    fn route_sends(&mut self, actions: Vec<Action>) {
+    fn route_sends(&mut self, actions: impl IntoIterator<Item = Action>) {
         for action in actions {
             match action {
                 Action::Send { to, envelope } => match to {
                     Endpoint::Replica(r) => self.send_to_peer(r.0, &envelope),
-                    Endpoint::Client(client) => self.deliver(client, &envelope),
+                    Endpoint::Client(client) => self.deliver(client, envelope),
                 },
                 Action::Attempt {
                     id,
@@ -912,526 +890,18 @@ impl Shard {
     fn pump_journal(&mut self) -> Result<(), ShardError> {
         let shard = self.setup.shard;
         let journal_error = |source| ShardError::Journal { shard, source };
+        let mut inputs = std::mem::take(&mut self.scratch.inputs);
         loop {
-            let mut inputs = Vec::new();
             self.host.run(&mut inputs).map_err(journal_error)?;
             let news = self.host.poll().map_err(journal_error)?;
             let idle = inputs.is_empty();
-            for input in inputs {
+            for input in inputs.drain(..) {
                 self.step(input);
             }
             if idle && !news {
+                self.scratch.inputs = inputs;
                 return Ok(());
             }
-        }
-    }
-
-    // ---- Replica links ----
-
-    fn send_to_peer(&mut self, peer: u8, envelope: &Envelope) {
-        self.frame.clear();
-        if chronon_net::wire::encode_envelope_frame(envelope, FRAME_PAYLOAD_MAX, &mut self.frame)
-            .is_err()
-        {
-            return;
-        }
-        let Some(Some(link)) = self.peers.get_mut(usize::from(peer)) else {
-            return;
-        };
-        let Some(conn) = link
-            .conn
-            .as_mut()
-            .filter(|_| matches!(link.state, PeerState::Connected))
-        else {
-            link.dropped += 1;
-            return;
-        };
-        if conn.pending() + self.frame.len() > PEER_BUFFER_MAX {
-            link.dropped += 1;
-            return;
-        }
-        let _ = conn.queue(&self.frame);
-        if conn.flush().is_err() {
-            self.peer_failed(peer, "the connection broke".to_owned());
-        }
-    }
-
-    fn dial_peers(&mut self) {
-        let now = Instant::now();
-        for index in 0..self.peers.len() {
-            let Some(peer) = self.peers[index].as_mut() else {
-                continue;
-            };
-            let PeerState::Idle { retry_at } = peer.state else {
-                continue;
-            };
-            if now < retry_at {
-                continue;
-            }
-            match TcpStream::connect(peer.address) {
-                Ok(mut stream) => {
-                    let token = Token(PEER_BASE + index);
-                    if self
-                        .poll
-                        .registry()
-                        .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
-                        .is_err()
-                    {
-                        peer.state = PeerState::Idle {
-                            retry_at: now + peer.backoff.next_delay(),
-                        };
-                        continue;
-                    }
-                    let _ = stream.set_nodelay(true);
-                    peer.conn = Some(Conn::new(stream));
-                    peer.decoder = FrameDecoder::new(FRAME_PAYLOAD_MAX);
-                    peer.state = PeerState::Connecting;
-                }
-                Err(error) => {
-                    let delay = peer.backoff.next_delay();
-                    peer.state = PeerState::Idle {
-                        retry_at: now + delay,
-                    };
-                    let problem = format!("cannot connect: {error}");
-                    self.report_peer_problem(index as u8, problem);
-                }
-            }
-        }
-    }
-
-    fn on_peer_event(&mut self, index: u8, readable: bool, writable: bool) {
-        let shard = self.setup.shard;
-        let Some(Some(peer)) = self.peers.get_mut(usize::from(index)) else {
-            return;
-        };
-        let Some(conn) = peer.conn.as_mut() else {
-            return;
-        };
-        if matches!(peer.state, PeerState::Connecting) && (writable || readable) {
-            match conn.stream.take_error() {
-                Ok(None) if conn.stream.peer_addr().is_ok() => {
-                    let mut hello = Vec::new();
-                    self.hello.encode_frame(&mut hello);
-                    let _ = conn.queue(&hello);
-                    peer.state = PeerState::Connected;
-                }
-                Ok(None) => return, // Not connected yet.
-                Ok(Some(error)) | Err(error) => {
-                    self.peer_failed(index, format!("cannot connect: {error}"));
-                    return;
-                }
-            }
-        }
-        let Some(conn) = peer.conn.as_mut() else {
-            return;
-        };
-        if conn.flush().is_err() {
-            self.peer_failed(index, "the connection broke".to_owned());
-            return;
-        }
-        if !readable {
-            return;
-        }
-        let closed = conn.read_available(&mut self.scratch) == ReadOutcome::Closed;
-        let bytes = std::mem::take(&mut conn.read);
-        let mut input = bytes.as_slice();
-        let mut problem = None;
-        while !input.is_empty() && problem.is_none() {
-            match peer.decoder.push(&mut input) {
-                Ok(Some(frame)) if frame.kind == FrameKind::Hello => {
-                    match Hello::decode(frame.payload).and_then(|theirs| {
-                        self.hello.check_peer(&theirs, Some(ReplicaIndex(index)))
-                    }) {
-                        Ok(()) => {
-                            peer.state = PeerState::Connected;
-                            peer.backoff.reset();
-                            if peer.last_problem.take().is_some() {
-                                tracing::info!(%shard, peer = index, "replica link up");
-                            }
-                        }
-                        Err(error) => problem = Some(format!("refused: {error}")),
-                    }
-                }
-                Ok(Some(_)) => problem = Some("unexpected frame on an outbound link".to_owned()),
-                Ok(None) => {}
-                Err(error) => problem = Some(error.to_string()),
-            }
-        }
-        if let Some(problem) = problem {
-            self.peer_failed(index, problem);
-        } else if closed {
-            self.peer_failed(index, "the peer closed the connection".to_owned());
-        }
-    }
-
-    fn peer_failed(&mut self, index: u8, problem: String) {
-        let Some(Some(peer)) = self.peers.get_mut(usize::from(index)) else {
-            return;
-        };
-        if let Some(mut conn) = peer.conn.take() {
-            let _ = self.poll.registry().deregister(&mut conn.stream);
-        }
-        peer.state = PeerState::Idle {
-            retry_at: Instant::now() + peer.backoff.next_delay(),
-        };
-        self.report_peer_problem(index, problem);
-    }
-
-    /// Logs a peer's trouble once per distinct problem, not once per retry.
-    fn report_peer_problem(&mut self, index: u8, problem: String) {
-        let shard = self.setup.shard;
-        let Some(Some(peer)) = self.peers.get_mut(usize::from(index)) else {
-            return;
-        };
-        if peer.last_problem.as_deref() != Some(problem.as_str()) {
-            tracing::warn!(
-                %shard,
-                peer = index,
-                address = %peer.address,
-                "replica link: {problem}; retrying with backoff"
-            );
-            peer.last_problem = Some(problem);
-        }
-    }
-}
-
-// ---- The Redis front end ----
-
-/// True for the key-value commands, which are answered by the log, not by this node.
-fn goes_to_the_log(command: &RespCommand) -> bool {
-    matches!(
-        command,
-        RespCommand::Get { .. }
-            | RespCommand::Set { .. }
-            | RespCommand::Del { .. }
-            | RespCommand::Exists { .. }
-            | RespCommand::IncrBy { .. }
-            | RespCommand::MGet { .. }
-            | RespCommand::MSet { .. }
-    )
-}
-
-/// A command's part: which batch of its plan, and which command in that batch.
-fn part_of(batch: usize, index: usize) -> usize {
-    (batch << 20) | index
-}
-
-fn split_part(part: usize) -> (usize, usize) {
-    (part >> 20, part & ((1 << 20) - 1))
-}
-
-/// A replica's answer to one key-value command, as the plan's merge expects it.
-fn kv_result(outcome: Outcome) -> KvResult {
-    match outcome {
-        Ok(bytes) => KvReply::decode(&bytes)
-            .ok_or_else(|| "ERR internal error: an undecodable reply from the shard".to_owned()),
-        Err(ReplyError::Rejected(text)) => Err(text),
-        Err(ReplyError::NoSession) => {
-            Err("TRYAGAIN the node's session with the shard was evicted; retry".to_owned())
-        }
-        Err(ReplyError::TooLarge { size, max }) => Err(format!(
-            "ERR the command is {size} bytes, more than a log entry holds ({max})"
-        )),
-        Err(ReplyError::NotPrimary { .. }) => {
-            Err("TRYAGAIN the shard is changing primary; retry".to_owned())
-        }
-        Err(ReplyError::Misdirected { cluster, .. }) => Err(format!(
-            "ERR internal error: the shard answered for cluster {cluster}, not this node's"
-        )),
-    }
-}
-
-impl Shard {
-    /// Parses every complete command a RESP connection sent, answers or dispatches each, and
-    /// writes whatever replies are ready, in order.
-    fn on_resp_input(&mut self, token: Token) {
-        let mut args = Vec::new();
-        loop {
-            let Some(connection) = self.conns.get_mut(&token) else {
-                return;
-            };
-            let ConnKind::Resp(state) = &mut connection.kind else {
-                return;
-            };
-            if state.closing {
-                connection.conn.read.clear();
-                break;
-            }
-            let buffer = &connection.conn.read;
-            let used = match self.resp_parser.parse(buffer, &mut args) {
-                Ok(Some(used)) => used,
-                Ok(None) => break,
-                Err(error) => {
-                    // The stream's framing is lost: answer, then close, as Redis does.
-                    let seq = state.next_seq;
-                    state.next_seq += 1;
-                    state.queue.push_back(Pending {
-                        seq,
-                        state: PendingState::Ready(RespValue::Error(format!(
-                            "ERR Protocol error: {error}"
-                        ))),
-                        close_after: true,
-                    });
-                    state.closing = true;
-                    connection.conn.read.clear();
-                    break;
-                }
-            };
-            if args.is_empty() {
-                connection.conn.read.drain(..used);
-                continue;
-            }
-            let parts: Vec<&[u8]> = args.iter().map(|r| &buffer[r.clone()]).collect();
-            let parsed = RespCommand::parse(&parts);
-            connection.conn.read.drain(..used);
-            let seq = state.next_seq;
-            state.next_seq += 1;
-            self.run_resp_command(token, seq, parsed);
-        }
-        self.write_resp_replies(token);
-    }
-
-    fn node_view_primaries(&self) -> Vec<ReplicaIndex> {
-        let topology = &self.setup.topology;
-        (0..topology.shard_count)
-            .map(|t| {
-                let view = if t == self.setup.shard.0 {
-                    self.replica.view()
-                } else {
-                    View(self.post.views[usize::from(t)].load(Ordering::Relaxed))
-                };
-                topology.primary(ShardId(t), view)
-            })
-            .collect()
-    }
-
-    fn run_resp_command(
-        &mut self,
-        token: Token,
-        seq: u64,
-        parsed: Result<RespCommand, chronon_net::resp::CommandError>,
-    ) {
-        // Key-value commands go to the log: only commands answered here need the cluster's
-        // view, and only `INFO` this replica's state, so neither is built per request.
-        let key_value = matches!(&parsed, Ok(command) if goes_to_the_log(command));
-        let primaries = if key_value {
-            Vec::new()
-        } else {
-            self.node_view_primaries()
-        };
-        let status = if matches!(parsed, Ok(RespCommand::Info { .. })) {
-            self.status_lines()
-        } else {
-            String::new()
-        };
-        let Some(connection) = self.conns.get_mut(&token) else {
-            return;
-        };
-        let ConnKind::Resp(state) = &mut connection.kind else {
-            return;
-        };
-        let command = match parsed {
-            Ok(command) => command,
-            Err(error) => {
-                state.queue.push_back(Pending {
-                    seq,
-                    state: PendingState::Ready(RespValue::Error(error.0)),
-                    close_after: false,
-                });
-                return;
-            }
-        };
-        let view = NodeView {
-            topology: &self.setup.topology,
-            host: self.setup.host,
-            shard: self.setup.shard,
-            primaries: &primaries,
-        };
-        let is_info = matches!(command, RespCommand::Info { .. });
-        let (pending, plan) = match chronon_net::resp::execute(&command, &view, &mut state.session)
-        {
-            Execution::Reply(RespValue::Bulk(mut text)) if is_info => {
-                text.extend_from_slice(status.as_bytes());
-                (PendingState::Ready(RespValue::Bulk(text)), None)
-            }
-            Execution::Reply(reply) => (PendingState::Ready(reply), None),
-            Execution::Close(reply) => {
-                state.closing = true;
-                state.queue.push_back(Pending {
-                    seq,
-                    state: PendingState::Ready(reply),
-                    close_after: true,
-                });
-                return;
-            }
-            Execution::Kv(plan) => {
-                let results: Vec<Vec<Option<KvResult>>> = plan
-                    .batches()
-                    .iter()
-                    .map(|b| vec![None; b.commands.len()])
-                    .collect();
-                let missing = results.iter().map(Vec::len).sum();
-                let batches: Vec<(ShardId, Vec<Vec<u8>>)> = plan
-                    .batches()
-                    .iter()
-                    .map(|b| (b.shard, b.commands.iter().map(KvCommand::encode).collect()))
-                    .collect();
-                (
-                    PendingState::Waiting {
-                        plan,
-                        results,
-                        missing,
-                    },
-                    Some(batches),
-                )
-            }
-        };
-        state.queue.push_back(Pending {
-            seq,
-            state: pending,
-            close_after: false,
-        });
-        let Some(batches) = plan else {
-            return;
-        };
-        let now = Instant::now();
-        let mut out = Vec::new();
-        for (batch, (target, bodies)) in batches.into_iter().enumerate() {
-            for (index, body) in bodies.into_iter().enumerate() {
-                let tag = Tag {
-                    conn: token.0,
-                    command: seq,
-                    part: part_of(batch, index),
-                };
-                self.proxies[usize::from(target.0)].submit(tag, body, now, &mut out);
-            }
-        }
-        self.proxy_output(out, Vec::new());
-    }
-
-    /// The `# Chronon` section appended to `INFO`: this shard's replica state, so operators
-    /// and tests can compare replicas.
-    fn status_lines(&self) -> String {
-        let outbox = self.replica.outbox();
-        let counts = outbox.counts();
-        format!(
-            "\r\n# Chronon\r\nchronon_shard:{}\r\nchronon_replica:{}\r\nchronon_view:{}\r\n\
-             chronon_status:{:?}\r\nchronon_op:{}\r\nchronon_commit:{}\r\n\
-             chronon_executed:{}\r\nchronon_state_hash:{:032x}\r\n\
-             chronon_peer_messages_dropped:{}\r\nchronon_effects_pending:{}\r\n\
-             chronon_effects_completed:{}\r\nchronon_effects_dead_lettered:{}\r\n\
-             chronon_effect_attempts_failed:{}\r\nchronon_timers_armed:{}\r\n\
-             chronon_timers_fired:{}\r\n",
-            self.setup.shard,
-            self.setup.host,
-            self.replica.view(),
-            self.replica.status(),
-            self.replica.op(),
-            self.replica.commit_max(),
-            self.replica.commit_min(),
-            self.replica.state_hash().0,
-            self.peers.iter().flatten().map(|p| p.dropped).sum::<u64>(),
-            outbox.pending().len(),
-            counts.completed,
-            outbox.dead().len(),
-            counts.failed_attempts,
-            outbox.timers().len(),
-            counts.timers_fired,
-        )
-    }
-
-    /// Sends a proxy's requests towards their shards and files its finished results.
-    fn proxy_output(&mut self, out: Vec<Envelope>, done: Vec<(Tag, Outcome)>) {
-        for envelope in out {
-            self.on_envelope(envelope, Route::Local);
-        }
-        let mut touched = Vec::new();
-        for (tag, outcome) in done {
-            self.file_result(tag, outcome);
-            touched.push(Token(tag.conn));
-        }
-        touched.sort_unstable();
-        touched.dedup();
-        for token in touched {
-            self.write_resp_replies(token);
-        }
-    }
-
-    fn on_proxy_reply(&mut self, reply: chronon_engine::vsr::Reply) {
-        let Some(index) = self.proxies.iter().position(|p| p.client() == reply.client) else {
-            return;
-        };
-        let (mut out, mut done) = (Vec::new(), Vec::new());
-        self.proxies[index].on_reply(reply, Instant::now(), &mut out, &mut done);
-        self.proxy_output(out, done);
-    }
-
-    fn file_result(&mut self, tag: Tag, outcome: Outcome) {
-        let Some(connection) = self.conns.get_mut(&Token(tag.conn)) else {
-            return;
-        };
-        let ConnKind::Resp(state) = &mut connection.kind else {
-            return;
-        };
-        let Some(pending) = state.queue.iter_mut().find(|p| p.seq == tag.command) else {
-            return;
-        };
-        let PendingState::Waiting {
-            plan,
-            results,
-            missing,
-        } = &mut pending.state
-        else {
-            return;
-        };
-        let (batch, index) = split_part(tag.part);
-        let Some(slot) = results.get_mut(batch).and_then(|b| b.get_mut(index)) else {
-            return;
-        };
-        if slot.is_none() {
-            *missing -= 1;
-        }
-        *slot = Some(kv_result(outcome));
-        if *missing == 0 {
-            let complete: Vec<Vec<KvResult>> = results
-                .iter_mut()
-                .map(|b| b.iter_mut().map(|r| r.take().expect("complete")).collect())
-                .collect();
-            pending.state = PendingState::Ready(plan.reply(&complete));
-        }
-    }
-
-    /// Writes the replies at the front of a RESP connection's queue that are ready.
-    fn write_resp_replies(&mut self, token: Token) {
-        let Some(connection) = self.conns.get_mut(&token) else {
-            return;
-        };
-        let ConnKind::Resp(state) = &mut connection.kind else {
-            return;
-        };
-        let mut close = false;
-        let mut bytes = Vec::new();
-        let protocol = state.session.protocol;
-        while let Some(Pending {
-            state: PendingState::Ready(_),
-            ..
-        }) = state.queue.front()
-        {
-            let pending = state.queue.pop_front().expect("front exists");
-            if let PendingState::Ready(reply) = pending.state {
-                reply.encode_as(protocol, &mut bytes);
-            }
-            if pending.close_after {
-                close = true;
-                break;
-            }
-        }
-        if bytes.is_empty() && !close {
-            return;
-        }
-        let failed = !connection.conn.queue(&bytes) || connection.conn.flush().is_err();
-        if failed || close {
-            self.close_conn(token);
         }
     }
 }

@@ -45,6 +45,9 @@ pub struct DevArgs {
     /// Bytes per log slot (the largest prepare).
     #[arg(long, value_name = "BYTES", default_value_t = 8192)]
     pub slot_size: u32,
+    /// Network I/O of every replica: auto, uring or epoll (passed to `chronon start --io`).
+    #[arg(long, value_name = "KIND", default_value = "auto")]
+    pub io: chronon_shards::IoChoice,
     /// How long to wait for the cluster to serve before giving up.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub ready_timeout: u64,
@@ -66,6 +69,7 @@ fn cluster_id(args: &DevArgs) -> anyhow::Result<(u64, bool)> {
                 .collect(),
             cluster: None,
             disk: chronon_disk::DiskChoice::Auto,
+            io: chronon_shards::IoChoice::Auto,
             pin: false,
             sinks: Vec::new(),
         })?;
@@ -143,6 +147,7 @@ pub fn run(args: &DevArgs) -> anyhow::Result<()> {
             .arg(&dir)
             .arg("--addresses")
             .arg(addresses.join(","))
+            .args(["--io", args.io.name()])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

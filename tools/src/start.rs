@@ -11,15 +11,15 @@ use chronon_engine::constants::{SECTOR_SIZE, SUPERBLOCK_COPIES};
 use chronon_engine::log::Superblock;
 use chronon_engine::log::superblock;
 use chronon_net::Topology;
-use chronon_shards::{Node, NodeConfig, Sinks};
+use chronon_shards::{IoChoice, Node, NodeConfig, Sinks};
 
 use crate::data_dir;
 
 #[derive(Debug, clap::Args)]
 pub struct StartArgs {
     /// A TOML file with any of: data = "DIR", addresses = ["ip:port", ...], cluster = ID,
-    /// disk = "auto", pin = true, sinks = { NAME = "FILE" }. Flags given on the command line
-    /// win.
+    /// disk = "auto", io = "auto", pin = true, sinks = { NAME = "FILE" }. Flags given on the
+    /// command line win.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Data directory created by `chronon format`.
@@ -39,6 +39,13 @@ pub struct StartArgs {
         help = "Disk implementation: auto, sync or io_uring"
     )]
     pub disk: DiskChoice,
+    #[arg(
+        long,
+        value_name = "KIND",
+        default_value = "auto",
+        help = "Network I/O: auto (io_uring, or epoll if io_uring is unavailable), uring or epoll"
+    )]
+    pub io: IoChoice,
     /// Pin each shard's thread to a core (shard s to core s mod cores).
     #[arg(long)]
     pub pin: bool,
@@ -57,6 +64,7 @@ struct FileConfig {
     addresses: Option<Vec<String>>,
     cluster: Option<u64>,
     disk: Option<String>,
+    io: Option<String>,
     pin: Option<bool>,
     /// Sink name to file.
     sinks: Option<std::collections::BTreeMap<String, PathBuf>>,
@@ -92,12 +100,19 @@ fn merged(args: &StartArgs) -> anyhow::Result<StartArgs> {
             .map_err(|e: String| anyhow!("config file: disk: {e}"))?,
         _ => args.disk,
     };
+    let io = match (&args.config, file.io) {
+        (Some(_), Some(kind)) if args.io == IoChoice::Auto => kind
+            .parse()
+            .map_err(|e: String| anyhow!("config file: io: {e}"))?,
+        _ => args.io,
+    };
     Ok(StartArgs {
         config: None,
         data: Some(data),
         addresses,
         cluster: args.cluster.or(file.cluster),
         disk,
+        io,
         pin: args.pin || file.pin.unwrap_or(false),
         sinks: file
             .sinks
@@ -231,6 +246,7 @@ pub fn node_config(args: &StartArgs) -> anyhow::Result<NodeConfig> {
         data_files: files.into_iter().map(|f| f.path).collect(),
         disk: args.disk,
         sinks: sinks(&args.sinks)?,
+        io: args.io,
         pin: args.pin,
     })
 }

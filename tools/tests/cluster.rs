@@ -1,12 +1,14 @@
 //! Three real `chronon start` processes on loopback, two shards each: writes through the native
 //! client and through RESP, a SIGKILL of the process holding a primary, writes continuing after
 //! the view change, the restart catching up, every acknowledged write readable, and equal state
-//! hashes across the replicas. One of the three runs with `RLIMIT_MEMLOCK` at 0, so it takes the
-//! fallback path (sync disk instead of `io_uring`) and must say so.
+//! hashes across the replicas. The test runs twice, once per network path: on `io_uring`
+//! (`--io uring`), with one of the three processes at `RLIMIT_MEMLOCK` 0 so that it takes both
+//! fallbacks (the sync disk and the epoll network path) and must say so; and with every process
+//! forced onto the epoll path (`--io epoll`).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,10 +25,11 @@ fn chronon() -> Command {
     Command::new(env!("CARGO_BIN_EXE_chronon"))
 }
 
-/// A base port whose 3 x SHARDS ports are free now, for each of three hosts.
-fn free_bases() -> Vec<u16> {
+/// A base port whose 3 x SHARDS ports are free now, for each of three hosts. Each test of this
+/// process passes its own `from`, so that tests running at once do not pick the same ports.
+fn free_bases(from: u16) -> Vec<u16> {
     let mut bases = Vec::new();
-    let mut candidate = 20_000 + (std::process::id() % 2_000) as u16 * 10;
+    let mut candidate = from + (std::process::id() % 1_000) as u16 * 20;
     while bases.len() < 3 {
         let ports = candidate..candidate + 3 * SHARDS;
         let free = ports
@@ -40,10 +43,20 @@ fn free_bases() -> Vec<u16> {
     bases
 }
 
+/// Which network path the processes run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Path {
+    /// `--io uring`, except replica 2, which runs `--io auto` without lockable memory.
+    Uring,
+    /// `--io epoll` everywhere.
+    Epoll,
+}
+
 struct Cluster {
     dir: PathBuf,
     topology: Topology,
     children: Vec<Option<Child>>,
+    path: Path,
 }
 
 impl Cluster {
@@ -59,17 +72,24 @@ impl Cluster {
             .append(true)
             .open(self.dir.join(format!("replica-{replica}.log")))
             .expect("log file");
-        // Replica 2 runs with no lockable memory: io_uring is refused and the node must fall
-        // back to the sync disk, and say so.
-        let mut command = if replica == 2 {
+        // On the io_uring path, replica 2 runs with no lockable memory: io_uring is refused,
+        // and the node must fall back to the sync disk and the epoll network path, and say so.
+        let starved = self.path == Path::Uring && replica == 2;
+        let mut command = if starved {
             let mut c = Command::new("prlimit");
             c.arg("--memlock=0").arg(env!("CARGO_BIN_EXE_chronon"));
             c
         } else {
             chronon()
         };
+        let io = match (self.path, starved) {
+            (Path::Uring, true) => "auto",
+            (Path::Uring, false) => "uring",
+            (Path::Epoll, _) => "epoll",
+        };
         let child = command
             .arg("start")
+            .args(["--io", io])
             .arg("--data")
             .arg(self.dir.join(format!("r{replica}")))
             .arg("--addresses")
@@ -187,7 +207,7 @@ fn primary_host(cluster: &Cluster, shard: u16) -> usize {
     }
 }
 
-fn format_dirs(dir: &Path, topology: &Topology) {
+fn format_dirs(dir: &std::path::Path, topology: &Topology) {
     for replica in 0..3 {
         let status = chronon()
             .args(["format", "--data"])
@@ -205,11 +225,20 @@ fn format_dirs(dir: &Path, topology: &Topology) {
 }
 
 #[test]
-fn three_processes_survive_a_primary_kill() {
-    let dir = std::env::temp_dir().join(format!("chronon-cluster-{}", std::process::id()));
+fn three_processes_survive_a_primary_kill_on_io_uring() {
+    three_processes_survive_a_primary_kill(Path::Uring, 20_000);
+}
+
+#[test]
+fn three_processes_survive_a_primary_kill_on_epoll() {
+    three_processes_survive_a_primary_kill(Path::Epoll, 42_000);
+}
+
+fn three_processes_survive_a_primary_kill(path: Path, ports_from: u16) {
+    let dir = std::env::temp_dir().join(format!("chronon-cluster-{}-{path:?}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let hosts = free_bases()
+    let hosts = free_bases(ports_from)
         .into_iter()
         .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
         .collect();
@@ -219,6 +248,7 @@ fn three_processes_survive_a_primary_kill() {
         dir: dir.clone(),
         topology: topology.clone(),
         children: vec![None, None, None],
+        path,
     };
     for replica in 0..3 {
         cluster.start(replica);
@@ -295,11 +325,40 @@ fn three_processes_survive_a_primary_kill() {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-    assert!(
-        cluster.log(2).contains("falling back to the sync disk"),
-        "replica 2 ran without lockable memory but did not report the fallback:\n{}",
-        cluster.log(2)
-    );
+    check_paths(&cluster);
     drop(cluster);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Each process runs the network path and disk it was meant to, and the starved one says why.
+fn check_paths(cluster: &Cluster) {
+    for host in 0..3 {
+        let fields = info(cluster, host, 0).expect("INFO answers");
+        let starved = cluster.path == Path::Uring && host == 2;
+        let io = if cluster.path == Path::Uring && !starved {
+            "uring"
+        } else {
+            "epoll"
+        };
+        assert_eq!(
+            field(&fields, "chronon_io"),
+            io,
+            "host {host}'s network path"
+        );
+        if starved {
+            assert_eq!(field(&fields, "chronon_disk"), "sync", "host {host}'s disk");
+        }
+    }
+    if cluster.path == Path::Uring {
+        let log = cluster.log(2);
+        for warning in [
+            "falling back to the sync disk",
+            "falling back to the epoll network path",
+        ] {
+            assert!(
+                log.contains(warning),
+                "replica 2 ran without lockable memory but did not say {warning:?}:\n{log}"
+            );
+        }
+    }
 }
