@@ -66,8 +66,9 @@ impl Cluster {
         }
     }
 
-    /// Starts host `replica`; `prefix` runs it under a wrapper (for example `prlimit`).
-    pub fn start_with(&mut self, replica: usize, prefix: &[&str]) {
+    /// Starts host `replica` with `args` added to `chronon start`'s; `prefix` runs it under a
+    /// wrapper (for example `prlimit`).
+    pub fn start_with(&mut self, replica: usize, prefix: &[&str], args: &[&str]) {
         let addresses: Vec<String> = self
             .topology
             .hosts
@@ -94,6 +95,7 @@ impl Cluster {
             .arg("--addresses")
             .arg(addresses.join(","))
             .args(&self.flags)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -102,7 +104,7 @@ impl Cluster {
     }
 
     pub fn start(&mut self, replica: usize) {
-        self.start_with(replica, &[]);
+        self.start_with(replica, &[], &[]);
     }
 
     pub fn kill(&mut self, replica: usize) {
@@ -205,6 +207,20 @@ pub fn field(fields: &[(String, String)], name: &str) -> String {
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.clone())
         .unwrap_or_default()
+}
+
+/// Retries a RESP command on each host in turn until one gives a non-error reply.
+pub fn resp_until_ok(cluster: &Cluster, shard: u16, args: &[&str]) -> RespValue {
+    let start = Instant::now();
+    let mut host = 0;
+    loop {
+        match resp(cluster.resp_addr(host, shard), args) {
+            Some(RespValue::Error(_)) | None => host = (host + 1) % 3,
+            Some(value) => return value,
+        }
+        assert!(start.elapsed() < DEADLINE, "RESP {args:?} never succeeded");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// One RESP command on a fresh connection; `None` if the node did not answer.
