@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chronon_net::client::{Client, ClientConfig};
 use chronon_net::resp::RespValue;
-use common::cluster::{Cluster, field, resp_until_ok};
+use common::cluster::{Cluster, field, resp_session, resp_until_ok};
 
 const SHARDS: u16 = 2;
 const CLUSTER: u64 = 77;
@@ -107,7 +107,30 @@ fn three_processes_survive_a_primary_kill(path: Path, salt: u16) {
         cluster.converge(shard, &["chronon_executed", "chronon_state_hash"]);
     }
     check_paths(&cluster, path);
+    check_stale_reads(&cluster, &acknowledged);
     cluster.remove();
+}
+
+/// `READONLY` reads from a backup's own state: once the replicas have converged, a backup
+/// answers every acknowledged key; after `READWRITE` reads go through the log again.
+fn check_stale_reads(cluster: &Cluster, acknowledged: &[(String, String)]) {
+    for shard in 0..SHARDS {
+        let backup = (cluster.primary_host(shard) + 1) % 3;
+        let address = cluster.resp_addr(backup, shard);
+        for (key, value) in acknowledged {
+            if chronon_net::key_shard(key.as_bytes(), SHARDS).0 != shard {
+                continue;
+            }
+            let replies = resp_session(
+                address,
+                &[&["READONLY"], &["GET", key], &["READWRITE"], &["GET", key]],
+            )
+            .expect("the backup answers");
+            let ok = RespValue::Simple("OK".to_owned());
+            let value = RespValue::Bulk(value.clone().into_bytes());
+            assert_eq!(replies, [ok.clone(), value.clone(), ok, value], "{key}");
+        }
+    }
 }
 
 /// Each process runs the network path and disk it was meant to, and the starved one says why.

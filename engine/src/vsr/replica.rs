@@ -580,6 +580,17 @@ impl<A: ChrApplication> Replica<A> {
         &self.outbox
     }
 
+    /// Answers a read from this replica's state as it stands, without the log: a stale read.
+    /// A backup may lag its primary, and a primary may have been deposed without knowing it,
+    /// so only a caller that opted in to stale reads may use this; linearizable reads go
+    /// through the log.
+    ///
+    /// # Errors
+    /// The application's, for a query it cannot answer.
+    pub fn query(&self, query: &[u8]) -> Result<Vec<u8>, A::Error> {
+        self.app.query(&self.state, query)
+    }
+
     #[must_use]
     pub fn sessions(&self) -> &Sessions {
         &self.sessions

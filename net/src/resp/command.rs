@@ -103,6 +103,13 @@ pub enum RespCommand {
     Client(ClientQuery),
     /// `SELECT 0`: the only database.
     Select,
+    /// `READONLY`: this connection opts in to stale reads. `GET`, `MGET` and `EXISTS` of keys
+    /// whose shard lives on the core the connection reached are then answered from that
+    /// replica's state, without the log: fast, possibly stale (a backup may lag, a deposed
+    /// primary may not know it). Redis Cluster's command for reading from replicas.
+    ReadOnly,
+    /// `READWRITE`: back to linearizable reads (the default).
+    ReadWrite,
     Cluster(ClusterQuery),
     Quit,
 }
@@ -208,6 +215,8 @@ impl RespCommand {
             "select" => parse_select(rest[0])?,
             "cluster" => RespCommand::Cluster(parse_cluster(rest)?),
             "quit" => RespCommand::Quit,
+            "readonly" => RespCommand::ReadOnly,
+            "readwrite" => RespCommand::ReadWrite,
             other => unreachable!("the command table names {other} but the parser does not"),
         };
         Ok(command)

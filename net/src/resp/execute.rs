@@ -26,6 +26,9 @@ pub struct RespSession {
     pub lib_ver: Option<Vec<u8>>,
     /// The RESP version `HELLO` chose: 2 (the default) or 3.
     pub protocol: u8,
+    /// `READONLY` was sent: reads of keys on the reached core may be served stale, from its
+    /// replica's state.
+    pub stale_reads: bool,
 }
 
 impl RespSession {
@@ -95,6 +98,14 @@ pub fn execute(command: &RespCommand, view: &NodeView<'_>, session: &mut RespSes
         }
         RespCommand::Client(query) => client(view, session, query),
         RespCommand::Select => ok(),
+        RespCommand::ReadOnly => {
+            session.stale_reads = true;
+            ok()
+        }
+        RespCommand::ReadWrite => {
+            session.stale_reads = false;
+            ok()
+        }
         RespCommand::Cluster(query) => view.cluster_reply(query),
         RespCommand::Quit => return Execution::Close(ok()),
         RespCommand::Get { .. }

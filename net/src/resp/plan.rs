@@ -90,6 +90,13 @@ impl KvPlan {
         Some(plan)
     }
 
+    /// True if the command only reads (`GET`, `MGET`, `EXISTS`): it may be answered stale from
+    /// a replica's state when the connection opted in with `READONLY`.
+    #[must_use]
+    pub fn is_read_only(&self) -> bool {
+        matches!(self.merge, Merge::Value | Merge::Values | Merge::Existing)
+    }
+
     /// What to send: one list of engine commands per shard touched.
     #[must_use]
     pub fn batches(&self) -> &[ShardBatch] {

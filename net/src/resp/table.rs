@@ -57,6 +57,8 @@ pub const COMMANDS: &[CommandSpec] = &[
     spec("client", -2, &["noscript", "loading", "stale"], NO_KEYS),
     spec("select", 2, &["loading", "stale", "fast"], NO_KEYS),
     spec("cluster", -2, &[], NO_KEYS),
+    spec("readonly", 1, &["loading", "stale", "fast"], NO_KEYS),
+    spec("readwrite", 1, &["loading", "stale", "fast"], NO_KEYS),
     spec(
         "quit",
         -1,

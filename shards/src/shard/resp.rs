@@ -7,9 +7,9 @@ use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use chronon_engine::app::kv::KvReply;
+use chronon_engine::app::kv::{KvCommand, KvReply, KvStore};
 use chronon_engine::ids::{ReplicaIndex, ShardId, View};
-use chronon_engine::vsr::{Envelope, ReplyError};
+use chronon_engine::vsr::{Envelope, Replica, ReplyError};
 use chronon_net::resp::{
     CommandError, Execution, KvPlan, KvResult, NodeView, RespCommand, RespSession, RespValue,
 };
@@ -96,6 +96,46 @@ fn parse_command(buffer: &[u8], args: &[Range<usize>]) -> Result<RespCommand, Co
         let parts: Vec<&[u8]> = args.iter().map(|r| &buffer[r.clone()]).collect();
         RespCommand::parse(&parts)
     }
+}
+
+/// A plan waiting for every one of its engine commands' results.
+fn waiting(plan: KvPlan) -> PendingState {
+    let results: Vec<Vec<KvResult>> = plan
+        .batches()
+        .iter()
+        .map(|b| (0..b.commands.len()).map(|_| Err(String::new())).collect())
+        .collect();
+    let missing = results.iter().map(Vec::len).sum();
+    PendingState::Waiting {
+        plan,
+        results,
+        missing,
+    }
+}
+
+/// The reply to a read-only plan from this replica's state, if the connection opted in to
+/// stale reads (`READONLY`) and every key lives on this shard; `None` sends it to the log.
+fn stale_reply(
+    stale: bool,
+    replica: &Replica<KvStore>,
+    shard: ShardId,
+    plan: &KvPlan,
+) -> Option<RespValue> {
+    if !stale || !plan.is_read_only() || plan.batches().iter().any(|b| b.shard != shard) {
+        return None;
+    }
+    let read = |command: &KvCommand| -> KvResult {
+        let bytes = replica
+            .query(&command.encode())
+            .map_err(|e| e.to_string())?;
+        KvReply::decode(&bytes).ok_or_else(|| "ERR internal error: an undecodable read".to_owned())
+    };
+    let results: Vec<Vec<KvResult>> = plan
+        .batches()
+        .iter()
+        .map(|b| b.commands.iter().map(read).collect())
+        .collect();
+    Some(plan.reply(&results))
 }
 
 /// A replica's answer to one key-value command, as the plan's merge expects it.
@@ -253,16 +293,10 @@ impl Shard {
                 return;
             }
             Execution::Kv(plan) => {
-                let results: Vec<Vec<KvResult>> = plan
-                    .batches()
-                    .iter()
-                    .map(|b| (0..b.commands.len()).map(|_| Err(String::new())).collect())
-                    .collect();
-                let missing = results.iter().map(Vec::len).sum();
-                PendingState::Waiting {
-                    plan,
-                    results,
-                    missing,
+                let stale = state.session.stale_reads;
+                match stale_reply(stale, &self.replica, self.setup.shard, &plan) {
+                    Some(reply) => PendingState::Ready(reply),
+                    None => waiting(plan),
                 }
             }
         };

@@ -225,27 +225,39 @@ pub fn resp_until_ok(cluster: &Cluster, shard: u16, args: &[&str]) -> RespValue 
 
 /// One RESP command on a fresh connection; `None` if the node did not answer.
 pub fn resp(address: SocketAddr, args: &[&str]) -> Option<RespValue> {
+    resp_session(address, &[args])?.pop()
+}
+
+/// RESP commands, in order, on one fresh connection; `None` if the node did not answer them
+/// all.
+pub fn resp_session(address: SocketAddr, commands: &[&[&str]]) -> Option<Vec<RespValue>> {
     let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(1)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(15)))
         .ok()?;
-    let mut request = format!("*{}\r\n", args.len());
-    for arg in args {
-        request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
-    }
-    stream.write_all(request.as_bytes()).ok()?;
+    let mut replies = Vec::new();
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 4096];
-    loop {
-        if let Ok(Some((value, _))) = RespValue::decode(&buffer, &RespLimits::default()) {
-            return Some(value);
+    for args in commands {
+        let mut request = format!("*{}\r\n", args.len());
+        for arg in *args {
+            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
         }
-        let n = stream.read(&mut chunk).ok()?;
-        if n == 0 {
-            return None;
+        stream.write_all(request.as_bytes()).ok()?;
+        loop {
+            if let Ok(Some((value, used))) = RespValue::decode(&buffer, &RespLimits::default()) {
+                buffer.drain(..used);
+                replies.push(value);
+                break;
+            }
+            let n = stream.read(&mut chunk).ok()?;
+            if n == 0 {
+                return None;
+            }
+            buffer.extend_from_slice(&chunk[..n]);
         }
-        buffer.extend_from_slice(&chunk[..n]);
     }
+    Some(replies)
 }
 
 pub fn format_dirs(dir: &Path, topology: &Topology) {
