@@ -616,6 +616,14 @@ impl Simulation {
                     .expect("invariant: converged replicas are up");
                 chain::check_replica(node.index, replica, &shard.prefix)
                     .map_err(|e| format!("shard {s}: {e}"))?;
+                let rejected = replica.stats().kernel_events_rejected;
+                if rejected > 0 {
+                    return Err(format!(
+                        "shard {s}: replica {} saw the key-value store reject {rejected} timer \
+                         or effect events, which it never should",
+                        node.index
+                    ));
+                }
                 let head = replica.op();
                 let report = node.journal_report();
                 chain::check_journal(node.index, report, head)

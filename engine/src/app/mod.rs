@@ -56,6 +56,33 @@ pub struct EffectId {
     pub ordinal: u32,
 }
 
+impl EffectId {
+    /// Bytes in [`EffectId::to_bytes`].
+    pub const SIZE: usize = 14;
+
+    /// A fixed-size little-endian encoding (shard, op, ordinal), for applications that keep
+    /// ids in their state or snapshots.
+    #[must_use]
+    pub fn to_bytes(self) -> [u8; EffectId::SIZE] {
+        let mut out = [0u8; EffectId::SIZE];
+        out[..2].copy_from_slice(&self.shard.0.to_le_bytes());
+        out[2..10].copy_from_slice(&self.op.0.to_le_bytes());
+        out[10..].copy_from_slice(&self.ordinal.to_le_bytes());
+        out
+    }
+
+    /// Reads [`EffectId::to_bytes`]'s encoding; `None` unless `bytes` is exactly that long.
+    #[must_use]
+    pub fn from_bytes(bytes: &[u8]) -> Option<EffectId> {
+        let bytes: &[u8; EffectId::SIZE] = bytes.try_into().ok()?;
+        Some(EffectId {
+            shard: ShardId(u16::from_le_bytes([bytes[0], bytes[1]])),
+            op: Op(u64::from_le_bytes(bytes[2..10].try_into().ok()?)),
+            ordinal: u32::from_le_bytes(bytes[10..].try_into().ok()?),
+        })
+    }
+}
+
 impl std::fmt::Display for EffectId {
     /// The form sent as `Idempotency-Key`: `chronon-<shard>-<op>-<ordinal>`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::app::codec::{Reader, put_bytes, put_u64};
 use crate::app::{EffectId, SideEffect};
-use crate::ids::{Op, ShardId, Timestamp, View};
+use crate::ids::{Timestamp, View};
 
 /// The retry policy. Part of every replica's configuration; replicas of a group must agree on
 /// it, as on every other input of `execute`.
@@ -477,19 +477,12 @@ fn mix(mut z: u64) -> u64 {
 
 // ---- Encoding ----
 
-pub(crate) fn put_id(out: &mut Vec<u8>, id: EffectId) {
-    out.extend_from_slice(&id.shard.0.to_le_bytes());
-    put_u64(out, id.op.0);
-    out.extend_from_slice(&id.ordinal.to_le_bytes());
+fn put_id(out: &mut Vec<u8>, id: EffectId) {
+    out.extend_from_slice(&id.to_bytes());
 }
 
-pub(crate) fn read_id(r: &mut Reader<'_>) -> Option<EffectId> {
-    let shard = u16::from_le_bytes(r.take(2)?.try_into().ok()?);
-    Some(EffectId {
-        shard: ShardId(shard),
-        op: Op(r.u64()?),
-        ordinal: r.u32()?,
-    })
+fn read_id(r: &mut Reader<'_>) -> Option<EffectId> {
+    EffectId::from_bytes(r.take(EffectId::SIZE)?)
 }
 
 fn put_option(out: &mut Vec<u8>, text: Option<&str>) {
@@ -664,6 +657,7 @@ impl KernelEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::{Op, ShardId};
 
     fn id(op: u64, ordinal: u32) -> EffectId {
         EffectId {
@@ -867,6 +861,8 @@ mod tests {
     #[test]
     fn effect_ids_print_and_parse() {
         let e = id(123, 4);
+        assert_eq!(EffectId::from_bytes(&e.to_bytes()), Some(e));
+        assert_eq!(EffectId::from_bytes(&e.to_bytes()[1..]), None);
         assert_eq!(e.to_string(), "chronon-1-123-4");
         assert_eq!("chronon-1-123-4".parse::<EffectId>(), Ok(e));
         for junk in [

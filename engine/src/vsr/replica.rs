@@ -273,6 +273,10 @@ pub struct ReplicaStats {
     pub recovering_head: u64,
     /// Effect attempts this replica started as primary.
     pub effect_attempts: u64,
+    /// Kernel events (timers, effect outcomes) the application answered with an error: its
+    /// state change was dropped, alike on every replica. Non-zero usually means an application
+    /// bug.
+    pub kernel_events_rejected: u64,
 }
 
 /// Why a replica cannot start from its journal.
@@ -1474,7 +1478,9 @@ impl<A: ChrApplication> Replica<A> {
         if let Some(app_event) = app_event {
             // The application's answer to a kernel event goes to no client; an error rejects
             // only its own state change, alike on every replica.
-            let _ = self.apply_event(app_event, context);
+            if self.apply_event(app_event, context).is_err() {
+                self.stats.kernel_events_rejected += 1;
+            }
         }
         Ok(Vec::new())
     }
@@ -1514,7 +1520,11 @@ impl<A: ChrApplication> Replica<A> {
             return;
         }
         let forget = self.config.bug == Some(PlantedBug::ForgetInheritedEffects);
-        let (now, tick) = (self.clock, self.tick);
+        // Consensus time as far as this primary has executed it: an op's timestamp may run
+        // ahead of the clock (timestamps are strictly increasing), and an effect it recorded
+        // is due at once.
+        let executed = self.log[self.commit_min.0 as usize].header.timestamp;
+        let (now, tick) = (self.clock.max(executed), self.tick);
         let policy = self.config.effects;
         let again = 4 * self.config.timeouts.retransmit;
         let mut proposals = Vec::new();
