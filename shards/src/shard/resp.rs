@@ -98,6 +98,9 @@ fn parse_command(buffer: &[u8], args: &[Range<usize>]) -> Result<RespCommand, Co
     }
 }
 
+/// Dead letters `INFO` lists by id, at most.
+const DEAD_LETTERS_LISTED: usize = 100;
+
 /// A plan waiting for every one of its engine commands' results.
 fn waiting(plan: KvPlan) -> PendingState {
     let results: Vec<Vec<KvResult>> = plan
@@ -335,7 +338,7 @@ impl Shard {
     fn status_lines(&self) -> String {
         let outbox = self.replica.outbox();
         let counts = outbox.counts();
-        format!(
+        let mut text = format!(
             "\r\n# Chronon\r\nchronon_shard:{}\r\nchronon_replica:{}\r\nchronon_view:{}\r\n\
              chronon_status:{:?}\r\nchronon_op:{}\r\nchronon_commit:{}\r\n\
              chronon_executed:{}\r\nchronon_state_hash:{:032x}\r\n\
@@ -360,7 +363,16 @@ impl Shard {
             counts.failed_attempts,
             outbox.timers().len(),
             counts.timers_fired,
-        )
+        );
+        // The dead letters, oldest first, for an operator to retry (`chronon kv retry-effect`).
+        for (id, dead) in outbox.dead().iter().take(DEAD_LETTERS_LISTED) {
+            let error: String = dead.error.chars().filter(|c| !c.is_control()).collect();
+            text.push_str(&format!(
+                "chronon_dead_letter:{id} failures={} error={error}\r\n",
+                dead.failures
+            ));
+        }
+        text
     }
 
     /// Sends a proxy's requests towards their shards and files its finished results. The
