@@ -6,9 +6,9 @@
 //!   bandwidth the 90% target refers to.
 //! - `disk_batch/{io_uring,sync}/N`: N 4 KiB writes and one barrier through the disk, one
 //!   batch at a time, without the journal.
-//! - `pattern/io_uring/N`: the journal's I/O shape with one barrier per batch and two batches
+//! - `pattern/io_uring/N`: the journal's I/O shape with one barrier per batch and three batches
 //!   in flight, without the journal's CPU work.
-//! - `log/{io_uring,sync,memory}/{4KiB,128B}/N`: N entries appended, `flush`, two batches in
+//! - `log/{io_uring,sync,memory}/{4KiB,128B}/N`: N entries appended, `flush`, three batches in
 //!   flight; on memory this is the journal's CPU cost alone.
 //!
 //! `cargo bench -p chronon-bench --bench log` runs them under criterion and then prints the

@@ -29,12 +29,18 @@ pub use raw::{DirectFile, DiskBatch, RoundPattern};
 pub use report::{Pair, Report, Row, RowKind, TARGET_CASE, TARGET_PERCENT};
 pub use temp::TempFile;
 
-/// Batches kept in flight by the append benches. The journal acknowledges an op one round after
-/// its entry's round, and with one barrier per batch that round also carries the next batch, so
-/// at this depth the driver waits for the round it has just started after each `flush`: the
-/// disk and the appends take turns. `--depth 3` is the smallest depth at which they can
-/// overlap; see `docs/BENCHMARKS.md`.
-pub const PIPELINE_DEPTH: usize = 2;
+/// Batches kept in flight by the append benches: the driver appends batch k + 1 while the round
+/// carrying batch k's entries (and batch k - 1's header copies) is in flight, and waits only for
+/// batch k - 1. The journal acknowledges an op one round after its entry's round, so this is the
+/// smallest depth at which appending and the disk overlap; at 2 the driver waits after each
+/// `flush` for the round it has just started, and they take turns.
+///
+/// It is the depth that matches the node. A shard (`shards/src/shard.rs`, through
+/// `JournalHost::run`) never waits for durability before appending more: each pass of its loop
+/// polls the journal, appends every prepare the replica queued and flushes, and the primary keeps
+/// up to `PIPELINE_MAX` (8) prepares uncommitted, so prepares keep arriving while a round is in
+/// flight and ride in the next one. `--depth 2` reproduces the older figures.
+pub const PIPELINE_DEPTH: usize = 3;
 
 /// Entries per barrier the append benches try.
 pub const ENTRIES_PER_BATCH: [usize; 3] = [1, 16, 256];

@@ -1,10 +1,10 @@
-//! How much locked memory the `io_uring` disk's ring needs, and what the process may lock.
+//! How much locked memory the `io_uring` disk's rings need, and what the process may lock.
 //!
 //! Kernels before 5.12 charge an unprivileged ring's memory (the SQ and CQ rings and the SQE
 //! array) to `RLIMIT_MEMLOCK`, and fail `io_uring_setup` with a bare `ENOMEM` when it does not
 //! fit. Checking first turns that into an error that names the limit and the fix.
 
-use crate::uring::{CQ_DEPTH, RING_DEPTH};
+use crate::uring::{CQ_DEPTH, LANES, RING_DEPTH};
 
 /// Bytes of one submission queue entry (`struct io_uring_sqe`, without `IORING_SETUP_SQE128`).
 const SQE_BYTES: u64 = 64;
@@ -24,13 +24,13 @@ const CACHE_LINE_BYTES: u64 = 128;
 /// Page size assumed when the system does not report one.
 const PAGE_BYTES_DEFAULT: u64 = 4096;
 
-/// Bytes of locked memory the `io_uring` disk's ring needs: what a kernel before 5.12 charges to
-/// `RLIMIT_MEMLOCK` for it (`ring_pages()` in `io_uring.c`). Each of the two mappings, the
-/// rings with the SQ index array and the SQE array, is rounded up to a power-of-two number of
-/// pages, as the kernel allocates them.
+/// Bytes of locked memory the `io_uring` disk's rings (one per lane) need: what a kernel before
+/// 5.12 charges to `RLIMIT_MEMLOCK` for them (`ring_pages()` in `io_uring.c`). Each of a ring's
+/// two mappings, the rings with the SQ index array and the SQE array, is rounded up to a
+/// power-of-two number of pages, as the kernel allocates them.
 #[must_use]
 pub fn memlock_required_bytes() -> u64 {
-    ring_memlock_bytes(u64::from(RING_DEPTH), u64::from(CQ_DEPTH), page_bytes())
+    LANES as u64 * ring_memlock_bytes(u64::from(RING_DEPTH), u64::from(CQ_DEPTH), page_bytes())
 }
 
 /// The pure part of [`memlock_required_bytes`], for any ring geometry.

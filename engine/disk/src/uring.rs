@@ -1,21 +1,38 @@
-//! The `io_uring` disk: `O_DIRECT` reads and writes through one `io_uring` ring, and an explicit
-//! barrier (`fdatasync`) issued only after every earlier request finished.
+//! The `io_uring` disk: `O_DIRECT` reads and writes through `io_uring`, and an explicit barrier
+//! (`fdatasync`) that the kernel starts only after every earlier request finished.
 //!
 //! Buffers: each request's [`AlignedBuf`] is the I/O buffer itself (sector-aligned, as
 //! `O_DIRECT` needs), so nothing is copied. The disk owns it in a [`Slab`] from submission
 //! until its CQE is reaped; the slab index is the SQE's `user_data`.
 //!
-//! Queueing: at most [`RING_DEPTH`] requests are in the ring at once. More wait in a FIFO
-//! backlog in submission order. A barrier waits in user space until every request submitted
-//! before it has completed, then enters the ring; requests submitted after it go ahead and
-//! overlap the `fdatasync` (with `IO_DRAIN` they could not). The completion queue has room for twice
-//! that, so it never overflows and no completion is dropped, on any kernel.
+//! Barriers and lanes: the disk has two rings (*lanes*) and a barrier closes an *epoch*. Every
+//! request goes to the lane of the current epoch; a barrier goes there too, with
+//! `IOSQE_IO_DRAIN` when requests of its lane are still in flight, and the next epoch uses the
+//! other lane. So the kernel starts the `fdatasync` the moment the epoch's last request
+//! completes, from that completion, whatever the caller is doing, and requests submitted after
+//! the barrier (the next batch's entry write) go to the other lane, which the drain does not
+//! hold back: the disk writes them while the `fdatasync` runs. A barrier must also cover the
+//! requests of earlier epochs on the other lane; when some of those are still in flight (the
+//! previous barrier has not completed), it waits in user space until they have been reaped.
+//! The journal submits a round's barrier only after the previous round's completed, so on its
+//! hot path that wait never happens.
 //!
-//! System calls: `submit_read` and `submit_write` only fill the submission queue. A barrier
+//! Why: with one ring, ordering the barrier in user space (hold it until `poll` or `wait` reaps
+//! the earlier completions) left the disk idle until the caller's next call, 166 µs per round at
+//! the p50 in the log bench, whose caller was busy appending the next batch. `IO_DRAIN` on one
+//! ring starts the `fdatasync` promptly but also holds back every later request until it
+//! completes, so the next batch's write and the `fdatasync` take turns; this machine's disk
+//! serves a write while a flush runs (see `docs/BENCHMARKS.md`).
+//!
+//! Queueing: at most [`RING_DEPTH`] requests are in each lane's ring at once. More wait in the
+//! lane's FIFO backlog in submission order. The completion queue has room for twice that, so it
+//! never overflows and no completion is dropped, on any kernel.
+//!
+//! System calls: `submit_read` and `submit_write` only fill a submission queue. A barrier
 //! closes a burst of writes, so `submit_barrier` hands the burst to the kernel at once with one
 //! `io_uring_enter`: the disk starts on it while the caller goes on with its own work, instead
 //! of at its next `poll` or `wait`. `poll` and `wait` also submit whatever is queued, including
-//! what their own reaping released (a barrier whose writes finished, backlog requests).
+//! what their own reaping released (a held barrier, backlog requests).
 
 use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
@@ -33,36 +50,49 @@ use crate::file::data_file_size;
 use crate::memlock::{memlock_required_bytes, memlock_soft_limit};
 use crate::slab::Slab;
 
-/// Requests in the ring at once (SQ entries). 256 covers the 16-64 writes in flight at which
-/// this machine's disk peaks (DESIGN §7) with room for reads alongside, and keeps the ring's
-/// locked memory at 32 KiB. Deeper queues wait in the backlog, in order.
+/// Requests in one lane's ring at once (SQ entries). 256 covers the 16-64 writes in flight at
+/// which this machine's disk peaks (DESIGN §7) with room for reads alongside, and keeps each
+/// ring's locked memory at 32 KiB. Deeper queues wait in the backlog, in order.
 pub(crate) const RING_DEPTH: u32 = 256;
 /// Completion queue entries: the kernel's default of twice the SQ. Since at most `RING_DEPTH`
 /// requests are ever in the ring, their completions always fit.
 pub(crate) const CQ_DEPTH: u32 = 2 * RING_DEPTH;
+/// Rings the disk alternates between, one per barrier epoch (see the module documentation).
+/// Two suffice: the journal has at most one round's barrier in flight while the next round's
+/// requests are submitted.
+pub(crate) const LANES: usize = 2;
 /// The largest read or write: Linux's `MAX_RW_COUNT`. The kernel silently shortens larger
 /// transfers, which for a write would be an error here.
 const IO_BYTES_MAX: usize = 0x7fff_f000;
 
 const _: () = assert!(RING_DEPTH.is_power_of_two());
 const _: () = assert!(CQ_DEPTH >= RING_DEPTH);
+const _: () = assert!(
+    LANES == 2,
+    "a barrier's epoch and the next alternate between two lanes"
+);
 const _: () = assert!(IO_BYTES_MAX <= u32::MAX as usize);
 
-/// A disk on one data file, opened with `O_DIRECT`, driven through one `io_uring` ring.
+/// A disk on one data file, opened with `O_DIRECT`, driven through two `io_uring` rings.
 pub struct IoUringDisk {
-    ring: IoUring,
+    lanes: [Lane; LANES],
+    /// The lane of the current epoch: requests submitted now go there.
+    current: usize,
     file: File,
     size: u64,
     /// Every request submitted and not yet handed back, owning its buffer.
     requests: Slab<Request>,
-    /// Reads and writes waiting for room in the ring, in submission order.
-    backlog: VecDeque<u32>,
-    /// Barriers waiting for every read and write submitted before them to complete, with their
-    /// sequence numbers, in order.
-    barriers: VecDeque<(u64, u32)>,
-    /// Sequence numbers of the reads and writes submitted and not yet completed.
-    outstanding: BTreeSet<u64>,
     next_sequence: u64,
+}
+
+/// One ring and the requests waiting for room in it.
+struct Lane {
+    ring: IoUring,
+    /// Requests waiting for room in the ring (or, for a barrier, for the other lane's earlier
+    /// requests to finish), in submission order.
+    backlog: VecDeque<u32>,
+    /// Submission sequence numbers of this lane's requests not yet reaped, barriers included.
+    unreaped: BTreeSet<u64>,
     /// Requests pushed into the ring whose CQE has not been reaped.
     issued: u32,
 }
@@ -72,7 +102,7 @@ pub struct IoUringDisk {
 struct Request {
     token: u64,
     op: Op,
-    /// Submission order, for ordering barriers after the requests before them.
+    /// Submission order across both lanes, for ordering barriers after the requests before them.
     sequence: u64,
 }
 
@@ -84,14 +114,17 @@ enum Op {
 }
 
 impl IoUringDisk {
-    /// Has the kernel signal the eventfd `fd` whenever it posts a completion, so that a reactor
-    /// can sleep in its own poll (epoll) and still wake when the disk finishes.
+    /// Has the kernel signal the eventfd `fd` whenever it posts a completion on either lane, so
+    /// that a reactor can sleep in its own poll (epoll) and still wake when the disk finishes.
     pub fn register_eventfd(&self, fd: std::os::fd::RawFd) -> io::Result<()> {
-        self.ring.submitter().register_eventfd(fd)
+        for lane in &self.lanes {
+            lane.ring.submitter().register_eventfd(fd)?;
+        }
+        Ok(())
     }
 
     /// Opens an existing data file (see [`crate::create_data_file`]) with `O_DIRECT` and sets up
-    /// its ring. Each environment that rules `io_uring` out gets its own error, which
+    /// its rings. Each environment that rules `io_uring` out gets its own error, which
     /// [`crate::open`] turns into a fallback to the sync disk.
     pub fn open(path: &Path) -> Result<IoUringDisk, DiskOpenError> {
         let file = open_direct(path)?;
@@ -102,17 +135,14 @@ impl IoUringDisk {
             });
         }
         check_memlock()?;
-        let ring = build_ring(path)?;
+        let lanes = [Lane::new(path)?, Lane::new(path)?];
         Ok(IoUringDisk {
-            ring,
+            lanes,
+            current: 0,
             file,
             size,
             requests: Slab::with_capacity(RING_DEPTH as usize),
-            backlog: VecDeque::with_capacity(RING_DEPTH as usize),
-            barriers: VecDeque::new(),
-            outstanding: BTreeSet::new(),
             next_sequence: 0,
-            issued: 0,
         })
     }
 
@@ -125,42 +155,48 @@ impl IoUringDisk {
             op,
             sequence,
         });
+        let lane = &mut self.lanes[self.current];
+        lane.unreaped.insert(sequence);
+        lane.backlog.push_back(index);
         if barrier {
-            self.barriers.push_back((sequence, index));
-        } else {
-            self.outstanding.insert(sequence);
-            self.backlog.push_back(index);
+            // Everything submitted from now on belongs to the next epoch.
+            self.current = (self.current + 1) % LANES;
         }
-        self.push_backlog();
+        self.push_backlogs();
     }
 
-    /// The next barrier, if every request submitted before it has completed. The barrier is
-    /// ordered here, in user space, rather than with `IO_DRAIN`: `IO_DRAIN` would also hold back
-    /// every request submitted after the barrier until the `fdatasync` finished, so the next
-    /// batch's writes could not overlap it.
-    fn ready_barrier(
-        barriers: &mut VecDeque<(u64, u32)>,
-        outstanding: &BTreeSet<u64>,
-    ) -> Option<u32> {
-        let &(sequence, index) = barriers.front()?;
-        let earlier_done = outstanding.first().is_none_or(|&first| first > sequence);
-        earlier_done.then(|| {
-            barriers.pop_front();
-            index
-        })
+    /// Moves backlog requests into both lanes' submission queues while there is room.
+    fn push_backlogs(&mut self) {
+        for lane in 0..LANES {
+            self.push_backlog(lane);
+        }
     }
 
-    /// Moves backlog requests into the submission queue while the ring has room.
+    /// Moves `lane`'s backlog requests into its submission queue while the ring has room and
+    /// the next one is not a barrier still waiting for the other lane.
     #[allow(unsafe_code)]
-    fn push_backlog(&mut self) {
+    fn push_backlog(&mut self, lane: usize) {
         let fd = types::Fd(self.file.as_raw_fd());
-        let mut sq = self.ring.submission();
-        while self.issued < RING_DEPTH {
-            let barrier = Self::ready_barrier(&mut self.barriers, &self.outstanding);
-            let Some(index) = barrier.or_else(|| self.backlog.pop_front()) else {
+        let oldest_elsewhere = self.lanes[(lane + 1) % LANES].unreaped.first().copied();
+        let this = &mut self.lanes[lane];
+        let mut sq = this.ring.submission();
+        while this.issued < RING_DEPTH {
+            let Some(&index) = this.backlog.front() else {
                 break;
             };
-            let entry = sqe(fd, self.requests.get_mut(index), index);
+            let request = self.requests.get_mut(index);
+            if matches!(request.op, Op::Barrier)
+                && oldest_elsewhere.is_some_and(|oldest| oldest < request.sequence)
+            {
+                // An earlier request on the other lane is still in flight; the drain below would
+                // not wait for it. Reaping it calls this again.
+                break;
+            }
+            this.backlog.pop_front();
+            // The backlog is in submission order, so every request submitted before this one on
+            // this lane is in the ring already: `issued` of them have not been reaped, and a
+            // barrier must wait for those that are still running.
+            let entry = sqe(fd, request, index, this.issued > 0);
             // SAFETY: the entry names a buffer and a descriptor that stay valid until its CQE is
             // reaped, as the kernel may use them until then:
             // - The buffer is the heap allocation of an `AlignedBuf` owned by `self.requests`.
@@ -174,44 +210,75 @@ impl IoUringDisk {
             //   entry too.
             let pushed = unsafe { sq.push(&entry) };
             pushed.expect("invariant: the SQ has room while fewer than RING_DEPTH are issued");
-            self.issued += 1;
+            this.issued += 1;
         }
     }
 
-    /// Hands the kernel any SQEs it has not seen yet, without waiting.
+    /// Hands the kernel any SQEs it has not seen yet, on either lane, without waiting.
     fn submit_pending(&mut self) {
-        if !self.ring.submission().is_empty() {
-            self.enter(0);
+        for lane in 0..LANES {
+            if !self.lanes[lane].ring.submission().is_empty() {
+                self.enter(lane, 0);
+            }
         }
     }
 
-    /// One `io_uring_enter`: submits pending SQEs and waits for `want` completions. Transient
-    /// refusals leave the SQEs queued for the next call; anything else means the ring itself is
-    /// broken, which is a bug.
-    fn enter(&mut self, want: usize) {
-        match self.ring.submit_and_wait(want) {
+    /// One `io_uring_enter` on `lane`: submits its pending SQEs and waits for `want`
+    /// completions. Transient refusals leave the SQEs queued for the next call; anything else
+    /// means the ring itself is broken, which is a bug.
+    fn enter(&mut self, lane: usize, want: usize) {
+        match self.lanes[lane].ring.submit_and_wait(want) {
             Ok(_) => {}
             Err(error) if is_transient(&error) => {}
             Err(error) => panic!("io_uring_enter failed: {error}; the ring is unusable"),
         }
     }
 
-    /// Takes every CQE out of the ring, hands its request back, and refills the ring from the
-    /// backlog.
+    /// Takes every CQE out of both rings, hands its request back, and refills the rings from
+    /// the backlogs. A lane's CQEs are taken in the order the kernel posted them, so a drained
+    /// barrier's completion follows those of the requests before it on its lane; requests of
+    /// earlier epochs on the other lane were reaped before the barrier entered its ring.
     fn reap(&mut self, out: &mut Vec<Completion>) {
-        for cqe in self.ring.completion() {
-            assert!(
-                self.issued > 0,
-                "invariant: a CQE answers an issued request"
-            );
-            self.issued -= 1;
-            let index =
-                u32::try_from(cqe.user_data()).expect("invariant: user_data is a slab index");
-            let request = self.requests.remove(index);
-            self.outstanding.remove(&request.sequence);
-            out.push(completion(request, cqe.result()));
+        for lane in 0..LANES {
+            let this = &mut self.lanes[lane];
+            for cqe in this.ring.completion() {
+                assert!(
+                    this.issued > 0,
+                    "invariant: a CQE answers an issued request"
+                );
+                this.issued -= 1;
+                let index =
+                    u32::try_from(cqe.user_data()).expect("invariant: user_data is a slab index");
+                let request = self.requests.remove(index);
+                let removed = this.unreaped.remove(&request.sequence);
+                assert!(
+                    removed,
+                    "invariant: a request is reaped on its own lane, once"
+                );
+                out.push(completion(request, cqe.result()));
+            }
         }
-        self.push_backlog();
+        self.push_backlogs();
+    }
+
+    /// The lane to block on in `wait`: the one whose oldest request in its ring is the oldest
+    /// of all, as that request (or a barrier draining behind it) is the next thing a caller
+    /// waits for. `None` when no lane has anything in its ring.
+    fn lane_to_wait_on(&self) -> Option<usize> {
+        (0..LANES)
+            .filter(|&lane| self.lanes[lane].issued > 0)
+            .min_by_key(|&lane| self.lanes[lane].unreaped.first().copied())
+    }
+}
+
+impl Lane {
+    fn new(path: &Path) -> Result<Lane, DiskOpenError> {
+        Ok(Lane {
+            ring: build_ring(path)?,
+            backlog: VecDeque::with_capacity(RING_DEPTH as usize),
+            unreaped: BTreeSet::new(),
+            issued: 0,
+        })
     }
 }
 
@@ -238,7 +305,7 @@ impl VirtualDisk for IoUringDisk {
     fn poll(&mut self, out: &mut Vec<Completion>) {
         self.submit_pending();
         self.reap(out);
-        // Reaping may have released a barrier or backlog requests into the submission queue.
+        // Reaping may have released a barrier or backlog requests into a submission queue.
         self.submit_pending();
     }
 
@@ -249,11 +316,10 @@ impl VirtualDisk for IoUringDisk {
         self.poll(out);
         // An interrupted wait returns with nothing reaped; block again.
         while out.len() == before && self.in_flight() > 0 {
-            assert!(
-                self.issued > 0,
-                "invariant: the backlog drains into an idle ring"
-            );
-            self.enter(1);
+            let lane = self
+                .lane_to_wait_on()
+                .expect("invariant: the backlogs drain into idle rings");
+            self.enter(lane, 1);
             self.reap(out);
         }
         self.submit_pending();
@@ -265,33 +331,38 @@ impl VirtualDisk for IoUringDisk {
 }
 
 impl Drop for IoUringDisk {
-    /// Waits for the kernel to finish with every buffer in the ring before they are freed:
+    /// Waits for the kernel to finish with every buffer in the rings before they are freed:
     /// freeing first would let an in-flight read write into memory the allocator reused.
     fn drop(&mut self) {
-        while self.issued > 0 {
-            if let Err(error) = self.ring.submit_and_wait(1)
-                && !is_transient(&error)
-            {
-                // The kernel may still own the buffers: leak them rather than free them.
-                std::mem::forget(std::mem::replace(
-                    &mut self.requests,
-                    Slab::with_capacity(0),
-                ));
-                return;
+        for lane in &mut self.lanes {
+            while lane.issued > 0 {
+                if let Err(error) = lane.ring.submit_and_wait(1)
+                    && !is_transient(&error)
+                {
+                    // The kernel may still own the buffers: leak them rather than free them.
+                    std::mem::forget(std::mem::replace(
+                        &mut self.requests,
+                        Slab::with_capacity(0),
+                    ));
+                    return;
+                }
+                let reaped = lane.ring.completion().count();
+                lane.issued -= u32::try_from(reaped).expect("invariant: a CQ holds < 2^32 entries");
             }
-            let reaped = self.ring.completion().count();
-            self.issued -= u32::try_from(reaped).expect("invariant: a CQ holds < 2^32 entries");
         }
     }
 }
 
 impl fmt::Debug for IoUringDisk {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let issued: Vec<u32> = self.lanes.iter().map(|lane| lane.issued).collect();
+        let backlog: Vec<usize> = self.lanes.iter().map(|lane| lane.backlog.len()).collect();
         f.debug_struct("IoUringDisk")
             .field("size", &self.size)
             .field("in_flight", &self.requests.len())
-            .field("issued", &self.issued)
-            .field("backlog", &self.backlog.len())
+            .field("current_lane", &self.current)
+            .field("issued", &issued)
+            .field("backlog", &backlog)
             .finish_non_exhaustive()
     }
 }
@@ -305,8 +376,9 @@ fn check_transfer(disk_size: u64, offset: u64, len: usize) {
     );
 }
 
-/// The SQE for `request`, tagged with its slab index.
-fn sqe(fd: types::Fd, request: &mut Request, index: u32) -> squeue::Entry {
+/// The SQE for `request`, tagged with its slab index. `behind` says whether requests submitted
+/// before it on its lane may still be running.
+fn sqe(fd: types::Fd, request: &mut Request, index: u32, behind: bool) -> squeue::Entry {
     let entry = match &mut request.op {
         Op::Read { offset, buf } => {
             let len = u32::try_from(buf.len()).expect("invariant: checked by check_transfer");
@@ -320,11 +392,20 @@ fn sqe(fd: types::Fd, request: &mut Request, index: u32) -> squeue::Entry {
                 .offset(*offset)
                 .build()
         }
-        // Issued only once every earlier request completed (see `ready_barrier`), so the
-        // fdatasync covers those writes and its CQE comes after theirs.
-        Op::Barrier => opcode::Fsync::new(fd)
-            .flags(types::FsyncFlags::DATASYNC)
-            .build(),
+        // `IO_DRAIN`: the kernel starts the fdatasync only after every earlier request has
+        // completed, so it covers those writes and its CQE comes after theirs. With nothing
+        // earlier in the ring there is nothing to wait for, and the flag's bookkeeping is
+        // skipped.
+        Op::Barrier => {
+            let entry = opcode::Fsync::new(fd)
+                .flags(types::FsyncFlags::DATASYNC)
+                .build();
+            if behind {
+                entry.flags(squeue::Flags::IO_DRAIN)
+            } else {
+                entry
+            }
+        }
     };
     entry.user_data(u64::from(index))
 }

@@ -55,6 +55,79 @@ fn more_requests_than_the_ring_holds_all_complete() {
     assert_eq!(disk.in_flight(), 0);
 }
 
+// Proves barriers keep their contract when the disk alternates lanes per barrier epoch: rounds of
+// writes and reads, each closed by a barrier, are submitted back to back without waiting (so a
+// barrier's epoch on one lane is still running while the next epoch starts on the other), some
+// rounds deeper than a ring; every barrier's completion comes after the completion of every
+// write and read submitted before it, every request completes once, and the data reads back.
+#[test]
+fn barriers_order_across_epochs_submitted_back_to_back() {
+    const ROUNDS: u64 = 7;
+    let _watchdog = Watchdog::start("barriers_order_across_epochs", TEST_TIME_LIMIT);
+    let sizes = [1, 300, 2, 17, 260, 1, 5];
+    let total: u64 = sizes.iter().sum();
+    let dir = TempDir::new("epochs");
+    // One sector more than the writes, never written: the rounds read it.
+    let mut disk = fresh_disk(&dir, total + 1);
+    // Token layout: round in the high bits; barriers are u64::MAX - round.
+    let mut submitted_before: Vec<BTreeSet<u64>> = Vec::new();
+    let mut all = BTreeSet::new();
+    let mut next_sector = 0;
+    for round in 0..ROUNDS {
+        for i in 0..sizes[round as usize] {
+            let token = (round << 32) | i;
+            disk.submit_write(sector(next_sector), pattern(token, SECTOR_SIZE), token);
+            next_sector += 1;
+            all.insert(token);
+        }
+        if round > 0 {
+            // A read too, of the sector no write touches (the contract forbids overlapping one).
+            let token = (round << 32) | 0xffff_ffff;
+            disk.submit_read(sector(total), AlignedBuf::zeroed(SECTOR_SIZE), token);
+            all.insert(token);
+        }
+        submitted_before.push(all.clone());
+        let barrier = u64::MAX - round;
+        disk.submit_barrier(barrier);
+        all.insert(barrier);
+    }
+    let mut out = Vec::new();
+    drain(&mut disk, &mut out);
+    let position = |token: u64| {
+        let found: Vec<usize> = (0..out.len()).filter(|&i| out[i].token == token).collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "token {token:#x} completed {} times",
+            found.len()
+        );
+        found[0]
+    };
+    assert_eq!(out.len(), all.len());
+    for round in 0..ROUNDS {
+        let barrier_at = position(u64::MAX - round);
+        assert_eq!(out[barrier_at].kind, IoKind::Barrier);
+        for &token in &submitted_before[round as usize] {
+            assert!(
+                position(token) < barrier_at,
+                "barrier {round} completed before request {token:#x} submitted before it"
+            );
+        }
+    }
+    assert!(out.iter().all(|c| c.result.is_ok()));
+    let mut next_sector = 0;
+    for round in 0..ROUNDS {
+        for i in 0..sizes[round as usize] {
+            let token = (round << 32) | i;
+            assert_eq!(
+                read_ok(&mut disk, sector(next_sector), SECTOR_SIZE),
+                pattern(token, SECTOR_SIZE).as_slice()
+            );
+            next_sector += 1;
+        }
+    }
+}
+
 /// Checks `out` holds one successful completion of `kind` per token below the queue count,
 /// each with the pattern that token wrote.
 fn check_each_token_once(out: &[Completion], kind: IoKind) {

@@ -658,6 +658,13 @@ impl<D: VirtualDisk> Journal<D> {
         bytes[header.size as usize..].fill(0);
         run.len = start + padded;
         run.last_op = header.op;
+        if run.len + SECTOR_SIZE > WRITE_RUN_BYTES_MAX {
+            // Nothing more fits: hand the run to the disk now rather than at the next append or
+            // round. While an earlier round's barrier is in flight, the disk then writes these
+            // entries during that barrier instead of after it. They are speculative until a
+            // later barrier covers them, like any entry write.
+            self.submit_run();
+        }
     }
 
     /// Hands the current write run to the disk.
