@@ -48,6 +48,7 @@ pub fn bug_name(bug: chronon_engine::vsr::PlantedBug) -> &'static str {
         PlantedBug::PrepareOkBeforeDurable => "prepare-ok-before-durable",
         PlantedBug::BackupClockTimestamps => "backup-clock-timestamps",
         PlantedBug::IgnoreViewChangeLogs => "ignore-view-change-logs",
+        PlantedBug::RestoreGenesis => "restore-genesis",
     }
 }
 
@@ -59,6 +60,7 @@ pub fn parse_bug(name: &str) -> Option<chronon_engine::vsr::PlantedBug> {
         PlantedBug::PrepareOkBeforeDurable,
         PlantedBug::BackupClockTimestamps,
         PlantedBug::IgnoreViewChangeLogs,
+        PlantedBug::RestoreGenesis,
     ]
     .into_iter()
     .find(|bug| bug_name(*bug) == name)

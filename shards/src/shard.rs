@@ -17,6 +17,7 @@ use chronon_engine::app::kv::KvStore;
 use chronon_engine::app::kv::{KvCommand, KvReply};
 use chronon_engine::constants::{
     BATCH_REQUESTS_MAX, HEADER_SIZE, REQUEST_QUEUE_MAX, SESSIONS_MAX_DEFAULT,
+    SLOT_COUNT_CHECKPOINT_MIN,
 };
 use chronon_engine::ids::{ClientId, ReplicaIndex, ShardId, Timestamp, View};
 use chronon_engine::log::{Journal, JournalError};
@@ -342,6 +343,14 @@ fn recover(setup: &ShardSetup) -> Result<Recovered, ShardError> {
     let mut journal = journal;
     let recovered = chronon_engine::vsr::host::recovered(&mut journal, &report)
         .map_err(|e| open_error(format!("reading the log: {e}")))?;
+    let log_ops_max = superblock.config.ops_beyond_checkpoint_max();
+    if ReplicaConfig::checkpoint_interval_max(log_ops_max) == 0 {
+        return Err(open_error(format!(
+            "the log ring has {} slots, too few to checkpoint (at least {} are needed); \
+             reformat with a larger --slot-count",
+            superblock.config.slot_count, SLOT_COUNT_CHECKPOINT_MIN
+        )));
+    }
     let config = ReplicaConfig {
         cluster: topology.cluster,
         shard,
@@ -352,6 +361,8 @@ fn recover(setup: &ShardSetup) -> Result<Recovered, ShardError> {
         batch_requests_max: BATCH_REQUESTS_MAX,
         request_queue_max: REQUEST_QUEUE_MAX,
         timeouts: Timeouts::default(),
+        checkpoint_interval: ReplicaConfig::checkpoint_interval_max(log_ops_max),
+        log_ops_max,
         record_applied: false,
         bug: None,
     };
@@ -1244,7 +1255,8 @@ impl Shard {
             "\r\n# Chronon\r\nchronon_shard:{}\r\nchronon_replica:{}\r\nchronon_view:{}\r\n\
              chronon_status:{:?}\r\nchronon_op:{}\r\nchronon_commit:{}\r\n\
              chronon_executed:{}\r\nchronon_state_hash:{:032x}\r\n\
-             chronon_peer_messages_dropped:{}\r\n",
+             chronon_peer_messages_dropped:{}\r\nchronon_log_base:{}\r\n\
+             chronon_checkpoint_durable:{}\r\nchronon_state_transfers:{}\r\n",
             self.setup.shard,
             self.setup.host,
             self.replica.view(),
@@ -1254,6 +1266,9 @@ impl Shard {
             self.replica.commit_min(),
             self.replica.state_hash().0,
             self.peers.iter().flatten().map(|p| p.dropped).sum::<u64>(),
+            self.replica.log_base(),
+            self.replica.checkpoint_durable(),
+            self.replica.stats().state_transfers,
         )
     }
 

@@ -23,10 +23,11 @@ fn chronon() -> Command {
     Command::new(env!("CARGO_BIN_EXE_chronon"))
 }
 
-/// A base port whose 3 x SHARDS ports are free now, for each of three hosts.
-fn free_bases() -> Vec<u16> {
+/// A base port whose 3 x SHARDS ports are free now, for each of three hosts. Tests running at
+/// once pass different `lane`s, so they do not pick the same ports.
+fn free_bases(lane: u16) -> Vec<u16> {
     let mut bases = Vec::new();
-    let mut candidate = 20_000 + (std::process::id() % 2_000) as u16 * 10;
+    let mut candidate = 20_000 + (std::process::id() % 2_000) as u16 * 10 + lane * 5_000;
     while bases.len() < 3 {
         let ports = candidate..candidate + 3 * SHARDS;
         let free = ports
@@ -187,7 +188,7 @@ fn primary_host(cluster: &Cluster, shard: u16) -> usize {
     }
 }
 
-fn format_dirs(dir: &Path, topology: &Topology) {
+fn format_dirs(dir: &Path, topology: &Topology, slot_count: u32) {
     for replica in 0..3 {
         let status = chronon()
             .args(["format", "--data"])
@@ -195,7 +196,13 @@ fn format_dirs(dir: &Path, topology: &Topology) {
             .args(["--cluster", &CLUSTER.to_string()])
             .args(["--replica", &replica.to_string(), "--replicas", "3"])
             .args(["--shards", &topology.shard_count.to_string()])
-            .args(["--slot-count", "2048", "--slot-size", "8192"])
+            .args([
+                "--slot-count",
+                &slot_count.to_string(),
+                "--slot-size",
+                "8192",
+            ])
+            .args(["--checkpoint-size", "1048576"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -209,12 +216,12 @@ fn three_processes_survive_a_primary_kill() {
     let dir = std::env::temp_dir().join(format!("chronon-cluster-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let hosts = free_bases()
+    let hosts = free_bases(0)
         .into_iter()
         .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
         .collect();
     let topology = Topology::new(ClusterId(CLUSTER), SHARDS, hosts).expect("topology");
-    format_dirs(&dir, &topology);
+    format_dirs(&dir, &topology, 2048);
     let mut cluster = Cluster {
         dir: dir.clone(),
         topology: topology.clone(),
@@ -270,13 +277,24 @@ fn three_processes_survive_a_primary_kill() {
         );
     }
 
-    // Every replica of each shard reaches the same executed op with the same state hash.
+    assert_converged(&cluster);
+    assert!(
+        cluster.log(2).contains("falling back to the sync disk"),
+        "replica 2 ran without lockable memory but did not report the fallback:\n{}",
+        cluster.log(2)
+    );
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every replica of each shard reaches the same executed op with the same state hash.
+fn assert_converged(cluster: &Cluster) {
     for shard in 0..SHARDS {
         let start = Instant::now();
         loop {
             let states: Vec<Option<(String, String)>> = (0..3)
                 .map(|host| {
-                    info(&cluster, host, shard).map(|f| {
+                    info(cluster, host, shard).map(|f| {
                         (
                             field(&f, "chronon_executed"),
                             field(&f, "chronon_state_hash"),
@@ -295,10 +313,78 @@ fn three_processes_survive_a_primary_kill() {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+}
+
+// Logs of 32 slots (a window of 16 ops beyond the checkpoint, a checkpoint every 4 ops) under
+// hundreds of writes: every ring wraps many times and the nodes keep serving, so checkpoints
+// are written and the log is reclaimed. A backup is killed while the others write on far past
+// its log (their rings reuse every slot it would need), restarted, and must catch up by state
+// transfer: every acknowledged write is readable and all replicas agree on the state hash.
+#[test]
+fn wrapping_logs_keep_running_and_a_restart_catches_up_by_state_transfer() {
+    let dir = std::env::temp_dir().join(format!("chronon-wrap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let hosts = free_bases(1)
+        .into_iter()
+        .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+        .collect();
+    let topology = Topology::new(ClusterId(CLUSTER), SHARDS, hosts).expect("topology");
+    format_dirs(&dir, &topology, 32);
+    let mut cluster = Cluster {
+        dir: dir.clone(),
+        topology: topology.clone(),
+        children: vec![None, None, None],
+    };
+    for replica in 0..3 {
+        cluster.start(replica);
+    }
+    let mut config = ClientConfig::new(topology.clone());
+    config.call_timeout = Duration::from_mins(1);
+    let mut client = Client::new(config).expect("client");
+    let mut acknowledged: Vec<(String, String)> = Vec::new();
+    let mut write = |client: &mut Client, round: &str, n: usize| {
+        for i in 0..n {
+            // A few keys rewritten often, so the state stays small while the log runs on.
+            let (key, value) = (format!("wrap-{}", i % 16), format!("{round}-{i}"));
+            client
+                .put(key.as_bytes(), value.as_bytes())
+                .expect("native put");
+            acknowledged.retain(|(k, _)| *k != key);
+            acknowledged.push((key, value));
+        }
+    };
+    write(&mut client, "first", 200);
+    let victim = (primary_host(&cluster, 0) + 1) % 3;
+    cluster.kill(victim);
+    write(&mut client, "without", 300);
+    cluster.start(victim);
+    write(&mut client, "after", 100);
+    // The logs were reclaimed behind checkpoints far past a whole ring.
+    let fields = info(&cluster, primary_host(&cluster, 0), 0).expect("primary answers INFO");
+    let base: u64 = field(&fields, "chronon_log_base")
+        .parse()
+        .expect("a log base");
     assert!(
-        cluster.log(2).contains("falling back to the sync disk"),
-        "replica 2 ran without lockable memory but did not report the fallback:\n{}",
-        cluster.log(2)
+        base > 64,
+        "the primary's log was not reclaimed: base {base}"
+    );
+    for (key, value) in &acknowledged {
+        let got = client.get(key.as_bytes()).expect("native get");
+        assert_eq!(got.as_deref(), Some(value.as_bytes()), "read of {key}");
+    }
+    assert_converged(&cluster);
+    let transfers: u64 = (0..SHARDS)
+        .filter_map(|shard| info(&cluster, victim, shard))
+        .map(|f| {
+            field(&f, "chronon_state_transfers")
+                .parse::<u64>()
+                .unwrap_or(0)
+        })
+        .sum();
+    assert!(
+        transfers > 0,
+        "the restarted replica caught up without a state transfer"
     );
     drop(cluster);
     let _ = std::fs::remove_dir_all(&dir);

@@ -7,11 +7,13 @@
 //! - [`prefix`]: replicas agree on every committed op (VRR §4's safety property).
 //! - [`state_hash`]: replicas that executed the same op have the same state hash.
 //! - [`chain`]: every replica's log, in memory and on disk, is an unbroken hash chain.
+//! - [`checkpoint`]: replicas' checkpoints at the same op are identical.
 //! - [`exactly_once`]: no client request is applied twice, and all replicas apply each at
 //!   the same op.
 
 pub mod acknowledged;
 pub mod chain;
+pub mod checkpoint;
 pub mod exactly_once;
 pub mod prefix;
 pub mod state_hash;

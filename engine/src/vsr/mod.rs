@@ -2,11 +2,13 @@
 //! the client-session table and the prepare batch format.
 
 pub mod batch;
+pub mod checkpoint;
 pub mod host;
 pub mod message;
 pub mod replica;
 pub mod sessions;
 
+pub use checkpoint::{Checkpoint, CheckpointState};
 pub use host::JournalHost;
 pub use message::{Body, Endpoint, Envelope, Message, Reply, ReplyError, Request, RequestKind};
 pub use replica::{
