@@ -123,6 +123,7 @@ mod tests {
         let config = LogConfig {
             slot_count: 64,
             slot_size: 4096,
+            checkpoint_size: 64 * 1024,
         };
         let mut disk = MemoryDisk::new(Layout::new(config).total_size());
         Journal::format(&mut disk, &format_params(config)).expect("format");

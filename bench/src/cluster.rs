@@ -28,6 +28,10 @@ pub struct MemoryCluster {
     budget: u64,
 }
 
+/// The log window of the default ring (1024 slots): checkpoints come as often as they would in
+/// a node, so their cost is part of the measurement.
+const LOG_OPS_MAX: u64 = 512;
+
 impl MemoryCluster {
     /// A group of `replica_count` replicas that batches up to `batch` requests per prepare,
     /// with `clients` registered sessions.
@@ -47,6 +51,8 @@ impl MemoryCluster {
                     request_queue_max: clients_usize,
                     timeouts: Timeouts::default(),
                     effects: chronon_engine::vsr::EffectPolicy::default(),
+                    checkpoint_interval: ReplicaConfig::checkpoint_interval_max(LOG_OPS_MAX),
+                    log_ops_max: LOG_OPS_MAX,
                     record_applied: false,
                     bug: None,
                 };
@@ -152,12 +158,20 @@ impl MemoryCluster {
                 Action::PersistView { view, log_view, .. } => {
                     follow_ups.push(Input::ViewDurable { view, log_view });
                 }
+                Action::WriteCheckpoint { header, .. }
+                | Action::InstallCheckpoint { header, .. } => {
+                    follow_ups.push(Input::CheckpointDurable {
+                        op: header.op,
+                        checksum: header.checksum,
+                    });
+                }
                 Action::Repair { .. }
                 | Action::Truncate { .. }
                 | Action::Executed { .. }
                 | Action::Applied { .. }
                 | Action::Attempt { .. }
-                | Action::Outboxed { .. } => {}
+                | Action::Outboxed { .. }
+                | Action::Restored { .. } => {}
             }
         }
         self.actions = actions;

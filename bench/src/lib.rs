@@ -50,12 +50,14 @@ pub const ENTRIES_PER_BATCH: [usize; 3] = [1, 16, 256];
 pub const APPEND_RING: LogConfig = LogConfig {
     slot_count: 4096,
     slot_size: 4096,
+    checkpoint_size: 64 * 1024,
 };
 
 /// The recovery bench's ring: the default 1024 slots of 64 KiB (64 MiB of slots).
 pub const RECOVERY_RING: LogConfig = LogConfig {
     slot_count: 1024,
     slot_size: 64 * 1024,
+    checkpoint_size: 64 * 1024,
 };
 
 /// The raw-floor file: big enough that 1 MiB writes walk through it for a while before

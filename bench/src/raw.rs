@@ -155,6 +155,7 @@ mod tests {
         let config = LogConfig {
             slot_count: 64,
             slot_size: 4096,
+            checkpoint_size: 64 * 1024,
         };
         let disk = MemoryDisk::new(Layout::new(config).total_size());
         let mut pattern = RoundPattern::new(disk, config, 16, 2);

@@ -50,6 +50,7 @@ pub fn bug_name(bug: chronon_engine::vsr::PlantedBug) -> &'static str {
         PlantedBug::IgnoreViewChangeLogs => "ignore-view-change-logs",
         PlantedBug::UnfencedEffects => "unfenced-effects",
         PlantedBug::ForgetInheritedEffects => "forget-inherited-effects",
+        PlantedBug::RestoreGenesis => "restore-genesis",
     }
 }
 
@@ -63,6 +64,7 @@ pub fn parse_bug(name: &str) -> Option<chronon_engine::vsr::PlantedBug> {
         PlantedBug::IgnoreViewChangeLogs,
         PlantedBug::UnfencedEffects,
         PlantedBug::ForgetInheritedEffects,
+        PlantedBug::RestoreGenesis,
     ]
     .into_iter()
     .find(|bug| bug_name(*bug) == name)

@@ -12,16 +12,22 @@ use chronon_engine::vsr::{Action, Input, JournalHost, Replica, ReplicaConfig, Re
 
 use crate::options::TICK_NS;
 
-/// The ring of every simulated journal: big enough that no run wraps it (the replica rebuilds
-/// its state by replaying its log from op 1 until checkpoints exist), small enough to keep
-/// thousands of seeds fast.
-pub const SIM_LOG: LogConfig = LogConfig {
-    slot_count: 1024,
-    slot_size: 4096,
-};
+/// The shape of every simulated journal but its slot count (drawn per seed, small, so that the
+/// ring wraps many times in a run and checkpoints, compaction and state transfer happen often).
+pub const SIM_SLOT_SIZE: u32 = 4096;
 
-/// Ops a simulated shard may commit: the journal's guaranteed window.
-pub const SIM_OPS_MAX: u64 = 1024 / 2 - 16;
+/// Each checkpoint copy of a simulated journal: the simulated key-value states are tiny.
+pub const SIM_CHECKPOINT_SIZE: u32 = 64 * 1024;
+
+/// The log configuration of a simulated journal with `slot_count` slots.
+#[must_use]
+pub fn sim_log(slot_count: u32) -> LogConfig {
+    LogConfig {
+        slot_count,
+        slot_size: SIM_SLOT_SIZE,
+        checkpoint_size: SIM_CHECKPOINT_SIZE,
+    }
+}
 
 /// Counters of injected faults.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -31,6 +37,8 @@ pub struct NodeStats {
     pub torn_units: u64,
     /// Faulty entries recovery found at restarts (each then repaired from a peer).
     pub faulty_at_restart: u64,
+    /// Restarts whose checkpoint copy was damaged (the replica then fetched a checkpoint).
+    pub checkpoint_lost_at_restart: u64,
     /// Counters of replicas that have since crashed (a restart starts a new replica).
     pub retired: ReplicaStats,
 }
@@ -60,23 +68,27 @@ impl Node {
         clock_offset_ns: i64,
         clock_drift_ppm: i64,
         disk_faults: Option<SimFaults>,
+        log: LogConfig,
     ) -> Node {
-        let layout = Layout::new(SIM_LOG);
+        let layout = Layout::new(log);
         let mut disk = SimDisk::new(layout.total_size(), seed);
         let params = FormatParams {
             cluster: config.cluster,
             shard: config.shard,
             replica: config.replica,
             replica_count: config.replica_count,
-            config: SIM_LOG,
+            config: log,
         };
         Journal::format(&mut disk, &params).expect("formatting a simulated disk cannot fail");
         if let Some(faults) = disk_faults {
-            // The header zone and the slot zone; the superblock copies stay intact (they have
-            // their own quorum, tested on its own).
+            // The header zone, the slot zone and the checkpoint zone; the superblock copies stay
+            // intact (they have their own quorum, tested on its own). A misdirected checkpoint
+            // write may land on the other copy, the durable one: the replica then fetches a
+            // checkpoint from a peer, which the atlas keeps intact.
             disk.set_zones(vec![
                 layout.header_zone_offset()..layout.slot_zone_offset(),
-                layout.slot_zone_offset()..layout.total_size(),
+                layout.slot_zone_offset()..layout.checkpoint_zone_offset(),
+                layout.checkpoint_zone_offset()..layout.total_size(),
             ]);
             disk.set_faults(faults);
         }
@@ -163,6 +175,7 @@ impl Node {
             retired.ops_nacked += stats.ops_nacked;
             retired.recovering_head += stats.recovering_head;
             retired.effect_attempts += stats.effect_attempts;
+            add_checkpoint_stats(retired, &stats);
         }
         let mut disk = journal.into_disk();
         let before = disk.stats().units_lost_at_crash;
@@ -186,6 +199,9 @@ impl Node {
         self.stats.faulty_at_restart += report.analysis.faulty.len() as u64;
         let recovered = chronon_engine::vsr::host::recovered(&mut journal, &report)
             .unwrap_or_else(|error| panic!("replica {}: reading the journal: {error}", self.index));
+        if recovered.superblock.checkpoint.is_some() && recovered.checkpoint.is_none() {
+            self.stats.checkpoint_lost_at_restart += 1;
+        }
         let start = actions.len();
         let replica = Replica::recover(self.config, KvStore, recovered, actions)
             .unwrap_or_else(|error| panic!("replica {}: {error}", self.index));
@@ -268,6 +284,7 @@ impl Node {
             total.ops_nacked += stats.ops_nacked;
             total.recovering_head += stats.recovering_head;
             total.effect_attempts += stats.effect_attempts;
+            add_checkpoint_stats(&mut total, &stats);
         }
         total
     }
@@ -276,4 +293,11 @@ impl Node {
     pub fn checksum_at(&self, op: Op) -> Option<Checksum> {
         self.replica.as_ref()?.header(op).map(|h| h.checksum)
     }
+}
+
+fn add_checkpoint_stats(total: &mut ReplicaStats, stats: &ReplicaStats) {
+    total.checkpoints_taken += stats.checkpoints_taken;
+    total.state_transfers += stats.state_transfers;
+    total.checkpoints_restored += stats.checkpoints_restored;
+    total.checkpoints_refused += stats.checkpoints_refused;
 }

@@ -75,6 +75,11 @@ pub struct Options {
     /// all within the entry zone of the journal.
     pub disk_faults: SimFaults,
     pub effects: EffectOptions,
+    /// Slots in every journal ring of the run: small, so the ring wraps many times.
+    pub slot_count: u32,
+    /// Ops between checkpoints: small, so checkpoints, compaction and state transfer happen
+    /// often. At most `(slot_count / 2 - PIPELINE_MAX) / 2` (the replica's bound).
+    pub checkpoint_interval: u64,
     pub bug: Option<PlantedBug>,
 }
 
@@ -123,6 +128,12 @@ impl Options {
     pub fn from_seed(seed: u64) -> Options {
         let mut rng = Rng::new(seed ^ 0x0c4a_05f0_7e57);
         let replica_count = [1u8, 3, 3, 3, 5][rng.below(5) as usize];
+        // Drawn from their own generator, so the other parameters stay what they were.
+        let mut log_rng = Rng::new(seed ^ 0x10c_c4ec_4901);
+        let slot_count = [64u32, 128, 256][log_rng.below(3) as usize];
+        let window = u64::from(slot_count / 2);
+        let interval_max = ((window - chronon_engine::constants::PIPELINE_MAX as u64) / 2).min(64);
+        let checkpoint_interval = 8 + log_rng.below(interval_max - 8 + 1);
         let clients_per_shard = 1 + rng.below(6) as usize;
         let lossy = rng.chance(3, 4);
         let network = NetworkOptions {
@@ -183,6 +194,8 @@ impl Options {
             } else {
                 chronon_engine::constants::SESSIONS_MAX_DEFAULT
             },
+            slot_count,
+            checkpoint_interval,
             effects: effect_options(&mut rng),
             bug: None,
         }

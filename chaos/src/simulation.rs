@@ -9,6 +9,7 @@ use chronon_engine::ids::{ClientId, ClusterId, Op, ReplicaIndex, ShardId};
 use chronon_engine::rng::Rng;
 use chronon_engine::vsr::{Action, Endpoint, Input, Message, ReplicaConfig, Timeouts};
 
+use crate::checkers::checkpoint::CheckpointChecker;
 use crate::checkers::effects::EffectChecker;
 use crate::checkers::exactly_once::ExactlyOnceChecker;
 use crate::checkers::prefix::PrefixChecker;
@@ -17,7 +18,7 @@ use crate::checkers::{acknowledged, chain};
 use crate::client::{SimClient, Target};
 use crate::history::History;
 use crate::network::{Address, Network, NetworkStats};
-use crate::node::{Node, NodeStats, SIM_LOG, SIM_OPS_MAX};
+use crate::node::{Node, NodeStats, sim_log};
 use crate::options::Options;
 
 const CLUSTER: ClusterId = ClusterId(0x5eed);
@@ -42,6 +43,18 @@ pub struct RunStats {
     pub disk_misdirected_writes: u64,
     pub disk_read_errors: u64,
     pub session_evictions: u64,
+    /// Checkpoints taken, by every replica.
+    pub checkpoints_taken: u64,
+    /// Checkpoints installed from a peer (state transfers completed).
+    pub state_transfers: u64,
+    /// Restarts that restored their state from their own checkpoint.
+    pub checkpoints_restored: u64,
+    /// Restarts whose checkpoint copy was damaged.
+    pub checkpoints_lost: u64,
+    /// Transferred checkpoints refused by verification.
+    pub checkpoints_refused: u64,
+    /// Ops the longest journal ring of the run wrapped past (highest op / slot count).
+    pub ring_wraps: u64,
     pub effects_recorded: u64,
     pub effect_attempts: u64,
     pub effects_completed: u64,
@@ -71,6 +84,7 @@ struct Shard {
     history: History,
     prefix: PrefixChecker,
     state_hashes: StateHashChecker,
+    checkpoints: CheckpointChecker,
     exactly_once: ExactlyOnceChecker,
     effects: EffectChecker,
     acknowledged: Vec<(
@@ -121,6 +135,7 @@ impl Simulation {
                             skew - options.clock_skew_ns_max.cast_signed() / 2,
                             drift,
                             corruptible[usize::from(r)].then_some(options.disk_faults),
+                            sim_log(options.slot_count),
                         )
                     })
                     .collect();
@@ -144,6 +159,7 @@ impl Simulation {
                     history: History::default(),
                     prefix: PrefixChecker::default(),
                     state_hashes: StateHashChecker::default(),
+                    checkpoints: CheckpointChecker::default(),
                     exactly_once: ExactlyOnceChecker::default(),
                     effects: EffectChecker::default(),
                     acknowledged: Vec::new(),
@@ -254,6 +270,38 @@ impl Simulation {
         Ok(())
     }
 
+    /// One line per action, with the replica's state (`VOPR_TRACE`).
+    fn trace(&self, shard: usize, replica: u8, action: &Action) {
+        let line = match action {
+            Action::Send { to, envelope } => format!(
+                "send {} v{} to {to:?}",
+                envelope.message.name(),
+                envelope.view
+            ),
+            Action::Append { header, .. } => format!(
+                "append op{} v{} {}",
+                header.op, header.view, header.checksum
+            ),
+            other => format!("{other:?}"),
+        };
+        let state = self.shards[shard].nodes[usize::from(replica)]
+            .replica
+            .as_ref()
+            .map(|r| {
+                format!(
+                    "{:?} v{} lv{} op{} c{}/{}",
+                    r.status(),
+                    r.view(),
+                    r.log_view(),
+                    r.op(),
+                    r.commit_min(),
+                    r.commit_max()
+                )
+            })
+            .unwrap_or_default();
+        eprintln!("t{} s{shard} r{replica} [{state}] {line}", self.tick);
+    }
+
     /// Routes a node's actions: sends to the network, executions to the checkers.
     fn dispatch(&mut self, shard: usize, replica: u8) -> Result<(), String> {
         let from = Address {
@@ -263,34 +311,7 @@ impl Simulation {
         let trace = std::env::var_os("VOPR_TRACE").is_some();
         for action in std::mem::take(&mut self.actions) {
             if trace {
-                let line = match &action {
-                    Action::Send { to, envelope } => format!(
-                        "send {} v{} to {to:?}",
-                        envelope.message.name(),
-                        envelope.view
-                    ),
-                    Action::Append { header, .. } => format!(
-                        "append op{} v{} {}",
-                        header.op, header.view, header.checksum
-                    ),
-                    other => format!("{other:?}"),
-                };
-                let state = self.shards[shard].nodes[usize::from(replica)]
-                    .replica
-                    .as_ref()
-                    .map(|r| {
-                        format!(
-                            "{:?} v{} lv{} op{} c{}/{}",
-                            r.status(),
-                            r.view(),
-                            r.log_view(),
-                            r.op(),
-                            r.commit_min(),
-                            r.commit_max()
-                        )
-                    })
-                    .unwrap_or_default();
-                eprintln!("t{} s{shard} r{replica} [{state}] {line}", self.tick);
+                self.trace(shard, replica, &action);
             }
             match action {
                 Action::Send { to, envelope } => {
@@ -318,6 +339,33 @@ impl Simulation {
                     self.shards[shard]
                         .state_hashes
                         .observe(replica, op, state_hash)
+                        .map_err(|e| self.fail(shard, &e))?;
+                }
+                Action::Restored { op, state_hash } => {
+                    // A restored replica must agree with those that executed the log: the same
+                    // op (prefix) and the same state hash after it.
+                    let shard_state = &mut self.shards[shard];
+                    let checksum = shard_state.nodes[usize::from(replica)]
+                        .checksum_at(op)
+                        .ok_or_else(|| format!("replica {replica} restored op {op} it lacks"))?;
+                    shard_state
+                        .prefix
+                        .observe(replica, op, checksum)
+                        .map_err(|e| self.fail(shard, &e))?;
+                    self.shards[shard]
+                        .state_hashes
+                        .observe(replica, op, state_hash)
+                        .map_err(|e| self.fail(shard, &e))?;
+                }
+                Action::WriteCheckpoint {
+                    header, checksum, ..
+                }
+                | Action::InstallCheckpoint {
+                    header, checksum, ..
+                } => {
+                    self.shards[shard]
+                        .checkpoints
+                        .observe(replica, header.op, checksum)
                         .map_err(|e| self.fail(shard, &e))?;
                 }
                 Action::Applied {
@@ -446,16 +494,9 @@ impl Simulation {
     fn tick_clients(&mut self, shard: usize) {
         let keys = self.options.keys_per_shard;
         let effects = self.options.effects;
-        // Effects keep adding ops (outcomes, timer firings) after clients stop: leave them room
-        // in the journal's window.
-        let reserve = if effects.per_mille > 0 { 160 } else { 0 };
-        let full = self.shards[shard].prefix.highest().0 + reserve >= SIM_OPS_MAX;
         for index in 0..self.shards[shard].clients.len() {
             let shard_state = &mut self.shards[shard];
             let client = &mut shard_state.clients[index];
-            if full {
-                client.requests_left = 0;
-            }
             let id = client.id;
             if let Some((target, request)) = client.tick(
                 self.tick,
@@ -653,6 +694,7 @@ impl Simulation {
                 self.stats.nodes.disk_stalls += node.stats.disk_stalls;
                 self.stats.nodes.torn_units += node.stats.torn_units;
                 self.stats.nodes.faulty_at_restart += node.stats.faulty_at_restart;
+                self.stats.checkpoints_lost += node.stats.checkpoint_lost_at_restart;
                 if let Some(disk) = node.disk_stats() {
                     self.stats.disk_bit_flips += disk.bit_flips;
                     self.stats.disk_misdirected_writes += disk.misdirected_writes;
@@ -662,8 +704,20 @@ impl Simulation {
                 self.stats.view_changes += replica.view_changes;
                 self.stats.ops_nacked += replica.ops_nacked;
                 self.stats.recovering_heads += replica.recovering_head;
+                self.stats.checkpoints_taken += replica.checkpoints_taken;
+                self.stats.state_transfers += replica.state_transfers;
+                self.stats.checkpoints_restored += replica.checkpoints_restored;
+                self.stats.checkpoints_refused += replica.checkpoints_refused;
             }
+            let wraps = shard.prefix.highest().0 / u64::from(self.options.slot_count);
+            self.stats.ring_wraps = self.stats.ring_wraps.max(wraps);
         }
+    }
+
+    /// The run's parameters.
+    #[must_use]
+    pub fn options(&self) -> &Options {
+        &self.options
     }
 
     /// Test access for targeted scenarios.
@@ -693,9 +747,11 @@ fn replica_config(options: &Options, shard: u16, replica: u8) -> ReplicaConfig {
         replica: ReplicaIndex(replica),
         replica_count: options.replica_count,
         sessions_max: options.sessions_max,
-        body_max: SIM_LOG.slot_size as usize - chronon_engine::constants::HEADER_SIZE,
+        body_max: crate::node::SIM_SLOT_SIZE as usize - chronon_engine::constants::HEADER_SIZE,
         timeouts: Timeouts::default(),
         effects: options.effects.policy,
+        checkpoint_interval: options.checkpoint_interval,
+        log_ops_max: sim_log(options.slot_count).ops_beyond_checkpoint_max(),
         record_applied: true,
         batch_requests_max: chronon_engine::constants::BATCH_REQUESTS_MAX,
         request_queue_max: chronon_engine::constants::REQUEST_QUEUE_MAX,

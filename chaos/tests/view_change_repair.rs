@@ -2,7 +2,7 @@
 //! PAR's nack quorum, which drops an uncommitted entry that no replica still holds, and a
 //! replica recovering its head after recovery lost both witnesses of an entry it acknowledged.
 
-use chronon_chaos::node::SIM_LOG;
+use chronon_chaos::node::sim_log;
 use chronon_chaos::simulation::committed;
 use chronon_chaos::{Options, Simulation};
 use chronon_engine::constants::HEADER_SIZE;
@@ -49,7 +49,7 @@ fn states(sim: &Simulation) -> Vec<String> {
 /// Flips a bit of op `op`'s body in a stopped replica's journal: its header copy still vouches
 /// for it, so recovery reports it faulty with a known header.
 fn damage_body(sim: &mut Simulation, replica: u8, op: Op) {
-    let layout = Layout::new(SIM_LOG);
+    let layout = Layout::new(sim_log(sim.options().slot_count));
     let offset = layout.slot_offset(layout.slot_of(op)) + HEADER_SIZE as u64 + 7;
     let disk = sim.node_mut(0, replica).parked_disk_mut().expect("stopped");
     disk.flip_bit(offset, 3);
@@ -58,7 +58,7 @@ fn damage_body(sim: &mut Simulation, replica: u8, op: Op) {
 /// Flips a bit of op `op`'s entry header and of its redundant header copy: recovery can no
 /// longer tell which op the slot held.
 fn damage_both_witnesses(sim: &mut Simulation, replica: u8, op: Op) {
-    let layout = Layout::new(SIM_LOG);
+    let layout = Layout::new(sim_log(sim.options().slot_count));
     let slot = layout.slot_of(op);
     let entry = layout.slot_offset(slot) + 40;
     let copy = layout.header_zone_offset() + (slot * HEADER_SIZE) as u64 + 40;
@@ -141,7 +141,10 @@ fn replica_that_lost_both_witnesses_recovers_its_head() {
     let b = (p + 1) % 3;
     let commit = sim.node(0, b).replica.as_ref().expect("up").commit_max();
     assert!(commit.0 > 10, "too little committed: {:?}", states(&sim));
-    let victim = Op(commit.0 / 2);
+    // An op after the backup's checkpoint: ops before it are no longer part of its log.
+    let backup = sim.node(0, b).replica.as_ref().expect("up");
+    let victim = Op((backup.log_base().0 + 1 + backup.op().0) / 2);
+    assert!(victim > backup.log_base() && victim <= commit);
     let tick = sim.tick();
     sim.node_mut(0, b)
         .stop(tick, tick + 2, CrashMode::PersistAll);

@@ -45,9 +45,22 @@ pub const WRITE_RUN_BYTES_MAX: usize = 1 << 20;
 /// Reads the recovery scan keeps in flight at once.
 pub const RECOVERY_READS_MAX: usize = 64;
 
-/// The on-disk format version written in every header and superblock. Version 2 pads bodies
-/// for their checksum ([`BODY_HASH_PAD`]); version 1 hashed them as they were.
-pub const FORMAT_VERSION: u8 = 2;
+/// The on-disk format version written in every header and superblock. Version 3 adds the
+/// checkpoint zone and the superblock's checkpoint reference; version 2 padded bodies for their
+/// checksum ([`BODY_HASH_PAD`]); version 1 hashed them as they were.
+pub const FORMAT_VERSION: u8 = 3;
+
+/// Copies of the checkpoint zone. A new checkpoint is written to the copy the durable superblock
+/// does not reference, so a crash while writing it leaves the previous checkpoint intact.
+pub const CHECKPOINT_COPIES: usize = 2;
+
+/// Default size of each checkpoint copy: the largest encoded checkpoint (application snapshot,
+/// client sessions) a shard can hold. A checkpoint that outgrows it stops the replica with an
+/// error that says to reformat with a larger `--checkpoint-size`.
+pub const CHECKPOINT_SIZE_DEFAULT: u32 = 16 * 1024 * 1024;
+
+/// Largest checkpoint copy the format allows.
+pub const CHECKPOINT_SIZE_MAX: u32 = 1 << 30;
 
 /// An entry body longer than [`BODY_HASH_UNPADDED_MAX`] is hashed followed by zeros up to a
 /// multiple of this: four BLAKE3 chunks of 1 KiB, the smallest group BLAKE3 hashes in parallel
@@ -71,6 +84,8 @@ const _: () = {
     assert!((SLOT_SIZE_MAX as usize).is_multiple_of(SECTOR_SIZE));
     assert!(SLOT_COUNT_DEFAULT >= SLOT_COUNT_MIN && SLOT_COUNT_DEFAULT <= SLOT_COUNT_MAX);
     assert!(BODY_HASH_PAD.is_multiple_of(4 * BODY_HASH_UNPADDED_MAX));
+    assert!((CHECKPOINT_SIZE_DEFAULT as usize).is_multiple_of(SECTOR_SIZE));
+    assert!(CHECKPOINT_SIZE_DEFAULT <= CHECKPOINT_SIZE_MAX);
 };
 
 /// Prepares the primary keeps in flight (uncommitted) at once.
@@ -92,6 +107,17 @@ pub const REPAIR_REQUESTS_MAX: usize = 8;
 /// Headers a `do_view_change` or `start_view` carries: the newest of the sender's log. A
 /// replica further behind than this catches up by repair after the view change.
 pub const VIEW_HEADERS_MAX: usize = 256;
+
+/// The fewest slots a VSR replica's ring may have: its log window (half the ring) must hold
+/// two checkpoint intervals of at least one op and a full pipeline.
+pub const SLOT_COUNT_CHECKPOINT_MIN: u32 = 2 * (2 + PIPELINE_MAX as u32);
+
+/// Checkpoint chunks a replica receiving a state transfer requests per retransmit period.
+pub const CHECKPOINT_CHUNKS_IN_FLIGHT_MAX: usize = 8;
+
+/// Checkpoints a replica keeps in memory to serve state transfers: the newest and the one
+/// before it, so a transfer that started on the older one can finish while the next is taken.
+pub const CHECKPOINTS_SERVED_MAX: usize = 2;
 
 /// Default maximum of client sessions per shard.
 pub const SESSIONS_MAX_DEFAULT: usize = 1024;

@@ -68,6 +68,8 @@ fn single() -> Replica<Picky> {
         batch_requests_max: BATCH_REQUESTS_MAX,
         request_queue_max: REQUEST_QUEUE_MAX,
         timeouts: Timeouts::default(),
+        checkpoint_interval: 64,
+        log_ops_max: 512,
         effects: EffectPolicy::default(),
         record_applied: false,
         bug: None,

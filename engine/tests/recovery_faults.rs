@@ -21,6 +21,7 @@ fn params() -> FormatParams {
         config: LogConfig {
             slot_count: SLOTS,
             slot_size: 16 * 1024,
+            checkpoint_size: 64 * 1024,
         },
     }
 }

@@ -121,6 +121,27 @@ fn decode_message(c: &mut Cursor<'_>) -> Result<Message, NetError> {
                 }
             },
         },
+        11 => Message::RequestCheckpoint {
+            op: Op(c.u64("request_checkpoint op")?),
+            checksum: match c.u8("request_checkpoint checksum flag")? {
+                0 => None,
+                1 => Some(Checksum(c.u128("request_checkpoint checksum")?)),
+                tag => {
+                    return Err(NetError::UnknownTag {
+                        field: "request_checkpoint checksum flag",
+                        tag,
+                    });
+                }
+            },
+            offset: c.u64("request_checkpoint offset")?,
+        },
+        12 => Message::Checkpoint {
+            header: decode_header(c, "checkpoint header")?,
+            checksum: Checksum(c.u128("checkpoint checksum")?),
+            size: c.u64("checkpoint size")?,
+            offset: c.u64("checkpoint offset")?,
+            chunk: Arc::from(c.bytes("checkpoint chunk")?),
+        },
         tag => {
             return Err(NetError::UnknownTag {
                 field: "message",

@@ -21,6 +21,7 @@ use chronon_disk::{AnyDisk, DiskChoice};
 use chronon_engine::app::kv::KvStore;
 use chronon_engine::constants::{
     BATCH_REQUESTS_MAX, HEADER_SIZE, REQUEST_QUEUE_MAX, SESSIONS_MAX_DEFAULT,
+    SLOT_COUNT_CHECKPOINT_MIN,
 };
 use chronon_engine::ids::{ClientId, ReplicaIndex, ShardId, Timestamp};
 use chronon_engine::log::{Journal, JournalError};
@@ -333,6 +334,14 @@ fn recover(setup: &ShardSetup) -> Result<Recovered, ShardError> {
     let mut journal = journal;
     let recovered = chronon_engine::vsr::host::recovered(&mut journal, &report)
         .map_err(|e| open_error(format!("reading the log: {e}")))?;
+    let log_ops_max = superblock.config.ops_beyond_checkpoint_max();
+    if ReplicaConfig::checkpoint_interval_max(log_ops_max) == 0 {
+        return Err(open_error(format!(
+            "the log ring has {} slots, too few to checkpoint (at least {} are needed); \
+             reformat with a larger --slot-count",
+            superblock.config.slot_count, SLOT_COUNT_CHECKPOINT_MIN
+        )));
+    }
     let config = ReplicaConfig {
         cluster: topology.cluster,
         shard,
@@ -344,6 +353,8 @@ fn recover(setup: &ShardSetup) -> Result<Recovered, ShardError> {
         request_queue_max: REQUEST_QUEUE_MAX,
         timeouts: Timeouts::default(),
         effects: chronon_engine::vsr::EffectPolicy::default(),
+        checkpoint_interval: ReplicaConfig::checkpoint_interval_max(log_ops_max),
+        log_ops_max,
         record_applied: false,
         bug: None,
     };

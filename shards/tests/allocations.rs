@@ -75,6 +75,7 @@ fn format(path: &Path, cluster: ClusterId) {
     let config = LogConfig {
         slot_count: 1024,
         slot_size: 8192,
+        checkpoint_size: 1 << 20,
     };
     chronon_disk::create_data_file(path, LogLayout::new(config).total_size()).expect("create");
     let (mut disk, _) = chronon_disk::open(path, DiskChoice::Auto).expect("open");

@@ -53,6 +53,10 @@ pub struct DevArgs {
     pub ready_timeout: u64,
 }
 
+/// Each checkpoint copy of a dev cluster's shard: room for a few MiB of keys, without the
+/// production default's 32 MiB per shard file on a laptop.
+const DEV_CHECKPOINT_SIZE: u32 = 4 * 1024 * 1024;
+
 fn replica_dir(data: &Path, replica: u8) -> PathBuf {
     data.join(format!("replica-{replica}"))
 }
@@ -126,6 +130,7 @@ pub fn run(args: &DevArgs) -> anyhow::Result<()> {
                 shards: args.shards,
                 slot_count: args.slot_count,
                 slot_size: args.slot_size,
+                checkpoint_size: DEV_CHECKPOINT_SIZE,
                 disk: chronon_disk::DiskChoice::Auto,
             })?;
         }

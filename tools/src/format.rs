@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow};
 use chronon_disk::DiskChoice;
-use chronon_engine::constants::{SLOT_COUNT_DEFAULT, SLOT_SIZE_DEFAULT};
+use chronon_engine::constants::{
+    CHECKPOINT_SIZE_DEFAULT, SLOT_COUNT_CHECKPOINT_MIN, SLOT_COUNT_DEFAULT, SLOT_SIZE_DEFAULT,
+};
 use chronon_engine::log::{FormatParams, Journal, Layout, LogConfig};
 use chronon_engine::{ClusterId, ReplicaIndex, ShardId};
 
@@ -44,6 +46,10 @@ pub struct FormatArgs {
     /// Bytes per slot: the largest entry, header included; a multiple of 4096.
     #[arg(long, value_name = "BYTES", default_value_t = SLOT_SIZE_DEFAULT)]
     pub slot_size: u32,
+    /// Bytes of each of the two checkpoint copies: the largest application state (snapshot plus
+    /// client sessions) a shard can checkpoint; a multiple of 4096.
+    #[arg(long, value_name = "BYTES", default_value_t = CHECKPOINT_SIZE_DEFAULT)]
+    pub checkpoint_size: u32,
     // A help string, not a doc comment, so the help shows `io_uring` without markdown quotes.
     #[arg(
         long,
@@ -59,6 +65,7 @@ impl FormatArgs {
         LogConfig {
             slot_count: self.slot_count,
             slot_size: self.slot_size,
+            checkpoint_size: self.checkpoint_size,
         }
     }
 
@@ -134,7 +141,16 @@ fn problems(args: &FormatArgs) -> Vec<String> {
         ));
     }
     if let Some(reason) = args.config().problem() {
-        problems.push(format!("invalid --slot-count/--slot-size: {reason}"));
+        problems.push(format!(
+            "invalid --slot-count/--slot-size/--checkpoint-size: {reason}"
+        ));
+    } else if args.slot_count < SLOT_COUNT_CHECKPOINT_MIN {
+        problems.push(format!(
+            "--slot-count {} is below {SLOT_COUNT_CHECKPOINT_MIN}: a replica keeps half the \
+             ring beyond its checkpoint, and that half must hold two checkpoint intervals and a \
+             full pipeline",
+            args.slot_count
+        ));
     }
     problems.extend(directory_problem(&args.data));
     problems
@@ -239,6 +255,7 @@ mod tests {
             shards: 2,
             slot_count: 64,
             slot_size: 8192,
+            checkpoint_size: 8192,
             disk: DiskChoice::Sync,
         }
     }

@@ -96,6 +96,16 @@ fn report_lines(report: &RecoveryReport, copies: &[Option<Superblock>], out: &mu
             sb.config.slot_count, sb.config.slot_size
         ),
     ));
+    out.push(field(
+        "checkpoint",
+        match sb.checkpoint {
+            Some(c) => format!(
+                "op {}, copy {}, {} of {} bytes",
+                c.header.op, c.copy, c.size, sb.config.checkpoint_size
+            ),
+            None => format!("none yet ({} bytes per copy)", sb.config.checkpoint_size),
+        },
+    ));
     let analysis = &report.analysis;
     let Some(head) = analysis.head else {
         out.push(field(
@@ -384,7 +394,9 @@ mod tests {
             config: LogConfig {
                 slot_count: 16,
                 slot_size: 8192,
+                checkpoint_size: 64 * 1024,
             },
+            checkpoint: None,
         }
     }
 

@@ -102,13 +102,17 @@ fn three_processes_survive_a_primary_kill(path: Path, salt: u16) {
         );
     }
 
-    // Every replica of each shard reaches the same executed op with the same state hash.
-    for shard in 0..SHARDS {
-        cluster.converge(shard, &["chronon_executed", "chronon_state_hash"]);
-    }
+    assert_converged(&cluster);
     check_paths(&cluster, path);
     check_stale_reads(&cluster, &acknowledged);
     cluster.remove();
+}
+
+/// Every replica of each shard reaches the same executed op with the same state hash.
+fn assert_converged(cluster: &Cluster) {
+    for shard in 0..SHARDS {
+        cluster.converge(shard, &["chronon_executed", "chronon_state_hash"]);
+    }
 }
 
 /// `READONLY` reads from a backup's own state: once the replicas have converged, a backup
@@ -164,4 +168,67 @@ fn check_paths(cluster: &Cluster, path: Path) {
             );
         }
     }
+}
+
+// Logs of 32 slots (a window of 16 ops beyond the checkpoint, a checkpoint every 4 ops) under
+// hundreds of writes: every ring wraps many times and the nodes keep serving, so checkpoints
+// are written and the log is reclaimed. A backup is killed while the others write on far past
+// its log (their rings reuse every slot it would need), restarted, and must catch up by state
+// transfer: every acknowledged write is readable and all replicas agree on the state hash.
+#[test]
+fn wrapping_logs_keep_running_and_a_restart_catches_up_by_state_transfer() {
+    let mut cluster = Cluster::format_with("wrap", CLUSTER, SHARDS, 3, 32);
+    for replica in 0..3 {
+        cluster.start(replica);
+    }
+    let mut config = ClientConfig::new(cluster.topology.clone());
+    config.call_timeout = Duration::from_mins(1);
+    let mut client = Client::new(config).expect("client");
+    let mut acknowledged: Vec<(String, String)> = Vec::new();
+    let mut write = |client: &mut Client, round: &str, n: usize| {
+        for i in 0..n {
+            // A few keys rewritten often, so the state stays small while the log runs on.
+            let (key, value) = (format!("wrap-{}", i % 16), format!("{round}-{i}"));
+            client
+                .put(key.as_bytes(), value.as_bytes())
+                .expect("native put");
+            acknowledged.retain(|(k, _)| *k != key);
+            acknowledged.push((key, value));
+        }
+    };
+    write(&mut client, "first", 200);
+    let victim = (cluster.primary_host(0) + 1) % 3;
+    cluster.kill(victim);
+    write(&mut client, "without", 300);
+    cluster.start(victim);
+    write(&mut client, "after", 100);
+    // The logs were reclaimed behind checkpoints far past a whole ring.
+    let fields = cluster
+        .info(cluster.primary_host(0), 0)
+        .expect("primary answers INFO");
+    let base: u64 = field(&fields, "chronon_log_base")
+        .parse()
+        .expect("a log base");
+    assert!(
+        base > 64,
+        "the primary's log was not reclaimed: base {base}"
+    );
+    for (key, value) in &acknowledged {
+        let got = client.get(key.as_bytes()).expect("native get");
+        assert_eq!(got.as_deref(), Some(value.as_bytes()), "read of {key}");
+    }
+    assert_converged(&cluster);
+    let transfers: u64 = (0..SHARDS)
+        .filter_map(|shard| cluster.info(victim, shard))
+        .map(|f| {
+            field(&f, "chronon_state_transfers")
+                .parse::<u64>()
+                .unwrap_or(0)
+        })
+        .sum();
+    assert!(
+        transfers > 0,
+        "the restarted replica caught up without a state transfer"
+    );
+    cluster.remove();
 }

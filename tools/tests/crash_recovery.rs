@@ -391,6 +391,7 @@ impl Parent {
             config: LogConfig {
                 slot_count: SLOT_COUNT,
                 slot_size: SLOT_SIZE,
+                checkpoint_size: 64 * 1024,
             },
         };
         let size = Layout::new(params.config).total_size();

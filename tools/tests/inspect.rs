@@ -12,8 +12,8 @@ use chronon_engine::log::{EntryMeta, Journal, Layout, LogConfig, Operation};
 use chronon_engine::{ClientId, Op, RequestNumber, Timestamp, View};
 use common::TempDir;
 
-const SLOT_COUNT: u32 = 16;
-const SLOT_SIZE: u32 = 8192;
+const SLOT_COUNT: u32 = 32;
+const SLOT_SIZE: u32 = 16384;
 
 struct Run {
     success: bool,
@@ -69,6 +69,8 @@ fn format_dir(data: &Path, shards: &str) -> Run {
         &SLOT_COUNT.to_string(),
         "--slot-size",
         &SLOT_SIZE.to_string(),
+        "--checkpoint-size",
+        "65536",
         "--disk",
         "sync",
     ])
@@ -141,7 +143,7 @@ fn inspect_verifies_a_data_dir_and_names_a_corrupt_op() {
     );
 
     let shard = data.join("shard-001.chronon");
-    append_acknowledged(&shard, 20); // 20 ops in a ring of 16: op_min is 5
+    append_acknowledged(&shard, 36); // 36 ops in a ring of 32: op_min is 5
     let appended = inspect(&data);
     assert!(
         appended.success,
@@ -149,12 +151,12 @@ fn inspect_verifies_a_data_dir_and_names_a_corrupt_op() {
         appended.stdout, appended.stderr
     );
     assert!(
-        appended.stdout.contains("5..=20 (16 ops)"),
+        appended.stdout.contains("5..=36 (32 ops)"),
         "{}",
         appended.stdout
     );
     assert!(
-        appended.stdout.contains("verified over ops 5..=20"),
+        appended.stdout.contains("verified over ops 5..=36"),
         "{}",
         appended.stdout
     );
@@ -174,8 +176,9 @@ fn inspect_verifies_a_data_dir_and_names_a_corrupt_op() {
     let layout = Layout::new(LogConfig {
         slot_count: SLOT_COUNT,
         slot_size: SLOT_SIZE,
+        checkpoint_size: 64 * 1024,
     });
-    let slot = layout.slot_of(Op(14));
+    let slot = layout.slot_of(Op(30));
     flip_byte(&shard, layout.slot_offset(slot) + HEADER_SIZE as u64 + 50);
     for _ in 0..2 {
         let corrupt = inspect(&data);
@@ -187,11 +190,11 @@ fn inspect_verifies_a_data_dir_and_names_a_corrupt_op() {
         assert!(
             corrupt
                 .stderr
-                .contains("shard-001.chronon: op 14 is faulty"),
+                .contains("shard-001.chronon: op 30 is faulty"),
             "{}",
             corrupt.stderr
         );
-        let row = format!("slot {slot}, op 14: vouched entry's body corrupt");
+        let row = format!("slot {slot}, op 30: vouched entry's body corrupt");
         assert!(corrupt.stdout.contains(&row), "{}", corrupt.stdout);
         assert!(
             corrupt.stdout.contains("1 clean, 1 with problems"),

@@ -97,6 +97,12 @@ impl Summary {
         t.timers_fired += stats.timers_fired;
         t.sink_duplicates += stats.sink_duplicates;
         t.effects_revived += stats.effects_revived;
+        t.checkpoints_taken += stats.checkpoints_taken;
+        t.state_transfers += stats.state_transfers;
+        t.checkpoints_restored += stats.checkpoints_restored;
+        t.checkpoints_lost += stats.checkpoints_lost;
+        t.checkpoints_refused += stats.checkpoints_refused;
+        t.ring_wraps = t.ring_wraps.max(stats.ring_wraps);
         let (n, s) = (&mut t.network, &stats.network);
         n.sent += s.sent;
         n.dropped += s.dropped;
@@ -132,6 +138,16 @@ impl Summary {
             t.timers_fired,
             t.sink_duplicates
         );
+        println!("checkpoints taken:       {}", t.checkpoints_taken);
+        println!(
+            "restarts from a checkpoint: {} ({} with a damaged copy)",
+            t.checkpoints_restored, t.checkpoints_lost
+        );
+        println!(
+            "state transfers:         {} ({} transferred checkpoints refused)",
+            t.state_transfers, t.checkpoints_refused
+        );
+        println!("most journal ring wraps in a seed: {}", t.ring_wraps);
         println!("faults injected:");
         println!("  messages dropped:      {}", t.network.dropped);
         println!("  messages duplicated:   {}", t.network.duplicated);

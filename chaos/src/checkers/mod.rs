@@ -7,6 +7,7 @@
 //! - [`prefix`]: replicas agree on every committed op (VRR §4's safety property).
 //! - [`state_hash`]: replicas that executed the same op have the same state hash.
 //! - [`chain`]: every replica's log, in memory and on disk, is an unbroken hash chain.
+//! - [`checkpoint`]: replicas' checkpoints at the same op are identical.
 //! - [`exactly_once`]: no client request is applied twice, and all replicas apply each at
 //!   the same op.
 //! - [`effects`]: effects are attempted only under a durable primary view, never invented,
@@ -14,6 +15,7 @@
 
 pub mod acknowledged;
 pub mod chain;
+pub mod checkpoint;
 pub mod effects;
 pub mod exactly_once;
 pub mod prefix;

@@ -18,6 +18,7 @@ pub fn test_params() -> FormatParams {
         config: LogConfig {
             slot_count: 32,
             slot_size: 16 * 1024,
+            checkpoint_size: 64 * 1024,
         },
     }
 }

@@ -3,8 +3,8 @@
 
 use crate::checksum::Checksum;
 use crate::constants::{
-    FORMAT_VERSION, HEADER_SIZE, HEADERS_PER_SECTOR, SECTOR_SIZE, SLOT_COUNT_MAX, SLOT_COUNT_MIN,
-    SLOT_SIZE_MAX, SUPERBLOCK_COPIES,
+    CHECKPOINT_COPIES, CHECKPOINT_SIZE_MAX, FORMAT_VERSION, HEADER_SIZE, HEADERS_PER_SECTOR,
+    SECTOR_SIZE, SLOT_COUNT_MAX, SLOT_COUNT_MIN, SLOT_SIZE_MAX, SUPERBLOCK_COPIES,
 };
 use crate::ids::{ClientId, ClusterId, Op, RequestNumber, ShardId, Timestamp, View};
 
@@ -182,6 +182,9 @@ pub struct LogConfig {
     pub slot_count: u32,
     /// Largest entry, header included; a multiple of [`SECTOR_SIZE`].
     pub slot_size: u32,
+    /// Bytes of each checkpoint copy: the largest encoded checkpoint; a multiple of
+    /// [`SECTOR_SIZE`].
+    pub checkpoint_size: u32,
 }
 
 impl Default for LogConfig {
@@ -189,6 +192,7 @@ impl Default for LogConfig {
         LogConfig {
             slot_count: crate::constants::SLOT_COUNT_DEFAULT,
             slot_size: crate::constants::SLOT_SIZE_DEFAULT,
+            checkpoint_size: crate::constants::CHECKPOINT_SIZE_DEFAULT,
         }
     }
 }
@@ -212,7 +216,25 @@ impl LogConfig {
                 self.slot_size
             ));
         }
+        if self.checkpoint_size == 0
+            || self.checkpoint_size > CHECKPOINT_SIZE_MAX
+            || !(self.checkpoint_size as usize).is_multiple_of(SECTOR_SIZE)
+        {
+            return Some(format!(
+                "checkpoint size {} must be a positive multiple of {SECTOR_SIZE} up to \
+                 {CHECKPOINT_SIZE_MAX}",
+                self.checkpoint_size
+            ));
+        }
         None
+    }
+
+    /// Ops a replica may hold beyond its durable checkpoint: the journal promises the newest
+    /// `slot_count - in_flight_max` ops of its ring (see [`Layout::in_flight_max`]), and every op
+    /// after the checkpoint must survive a crash for the replica to replay it.
+    #[must_use]
+    pub fn ops_beyond_checkpoint_max(&self) -> u64 {
+        u64::from(self.slot_count - self.slot_count / 2)
     }
 }
 
@@ -220,6 +242,7 @@ impl LogConfig {
 ///
 /// ```text
 /// [ superblock copies: 4 x 4 KiB ][ header zone: slot_count x 128 B, sector-rounded ][ slots ]
+/// [ checkpoint copy 0 ][ checkpoint copy 1 ]
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layout {
@@ -264,11 +287,25 @@ impl Layout {
         self.config.slot_size as usize
     }
 
+    /// Where the checkpoint zone starts: right after the slot zone.
+    #[must_use]
+    pub fn checkpoint_zone_offset(&self) -> u64 {
+        self.slot_zone_offset()
+            + u64::from(self.config.slot_count) * u64::from(self.config.slot_size)
+    }
+
+    /// Offset of checkpoint copy `copy`.
+    #[must_use]
+    pub fn checkpoint_offset(&self, copy: usize) -> u64 {
+        assert!(copy < CHECKPOINT_COPIES);
+        self.checkpoint_zone_offset() + copy as u64 * u64::from(self.config.checkpoint_size)
+    }
+
     /// The data file's total size.
     #[must_use]
     pub fn total_size(&self) -> u64 {
-        self.slot_zone_offset()
-            + u64::from(self.config.slot_count) * u64::from(self.config.slot_size)
+        self.checkpoint_zone_offset()
+            + CHECKPOINT_COPIES as u64 * u64::from(self.config.checkpoint_size)
     }
 
     /// Entries that may be appended but not yet durable. Half the ring, so that an in-flight
@@ -366,16 +403,22 @@ mod tests {
         let layout = Layout::new(LogConfig {
             slot_count: 100,
             slot_size: 8192,
+            checkpoint_size: 8192,
         });
         assert_eq!(layout.header_zone_offset(), 4 * 4096);
         assert_eq!(layout.header_sector_count(), 4);
         assert_eq!(layout.slot_zone_offset(), 8 * 4096);
-        assert_eq!(layout.slot_offset(99) + 8192, layout.total_size());
+        assert_eq!(
+            layout.slot_offset(99) + 8192,
+            layout.checkpoint_zone_offset()
+        );
+        assert_eq!(layout.checkpoint_offset(1) + 8192, layout.total_size());
         assert_eq!(layout.slot_of(Op(250)), 50);
         assert!(
             LogConfig {
                 slot_count: 2,
-                slot_size: 4096
+                slot_size: 4096,
+                checkpoint_size: 4096,
             }
             .problem()
             .is_some()
@@ -383,7 +426,8 @@ mod tests {
         assert!(
             LogConfig {
                 slot_count: 8,
-                slot_size: 4000
+                slot_size: 4000,
+                checkpoint_size: 4096,
             }
             .problem()
             .is_some()

@@ -14,14 +14,14 @@ use std::collections::BTreeSet;
 
 use crate::checksum::Checksum;
 use crate::constants::{
-    HEADER_SIZE, HEADERS_PER_SECTOR, RECOVERY_READS_MAX, SECTOR_SIZE, SUPERBLOCK_COPIES,
-    WRITE_RUN_BYTES_MAX,
+    CHECKPOINT_COPIES, HEADER_SIZE, HEADERS_PER_SECTOR, RECOVERY_READS_MAX, SECTOR_SIZE,
+    SUPERBLOCK_COPIES, WRITE_RUN_BYTES_MAX,
 };
 use crate::disk::{AlignedBuf, Completion, DiskError, IoKind, VirtualDisk};
 use crate::ids::{ClusterId, CommitIndex, Op, ReplicaIndex, ShardId, View};
 use crate::log::format::{EntryMeta, Header, HeaderState, Layout, LogConfig};
 use crate::log::recovery::{self, Analysis, CopyState, SlotFinding};
-use crate::log::superblock::{self, Superblock};
+use crate::log::superblock::{self, CheckpointRef, Superblock};
 
 const TOKEN_KIND_SHIFT: u32 = 56;
 const TOKEN_ENTRY: u64 = 1;
@@ -32,6 +32,7 @@ const TOKEN_SUPERBLOCK_BARRIER: u64 = 5;
 const TOKEN_READ: u64 = 6;
 const TOKEN_ERASE: u64 = 7;
 const TOKEN_SYNC: u64 = 8;
+const TOKEN_CHECKPOINT: u64 = 9;
 
 /// Free buffers the journal keeps for reuse.
 const BUFFER_POOL_MAX: usize = 512;
@@ -149,6 +150,12 @@ pub enum JournalError {
     Faulty { op: Op },
     #[error("reading op {op} failed ({cause}); the slot may need repair from a peer")]
     ReadFailed { op: Op, cause: DiskError },
+    #[error(
+        "the checkpoint is {size} bytes but each checkpoint copy holds {max}: the application \
+         state outgrew the checkpoint zone. Nothing was written; reformat the replica with a \
+         larger --checkpoint-size and let it catch up from its peers"
+    )]
+    CheckpointTooLarge { size: usize, max: usize },
 }
 
 /// Whether an entry's body was already hashed against its header.
@@ -195,6 +202,9 @@ pub struct Journal<D: VirtualDisk> {
     dirty_sectors: BTreeSet<usize>,
     head: Header,
     op_min: Op,
+    /// The header of the durable checkpoint's op: the log follows it, and ops up to it are no
+    /// longer needed.
+    anchor: Option<Header>,
     entries_durable: Op,
     durable: Op,
     round: Option<Round>,
@@ -262,6 +272,7 @@ impl<D: VirtualDisk> Journal<D> {
             commit: CommitIndex(Some(Op(0))),
             recovering_head: false,
             config: params.config,
+            checkpoint: None,
         };
         for half in [
             0..SUPERBLOCK_COPIES / 2,
@@ -307,7 +318,10 @@ impl<D: VirtualDisk> Journal<D> {
         let layout = Layout::new(report.superblock.config);
         let analysis = &report.analysis;
         let head_op = analysis.head.ok_or(JournalError::Empty)?;
-        let head = analysis.headers[layout.slot_of(head_op)]
+        let anchor = report.superblock.checkpoint.map(|c| c.header);
+        let head = anchor
+            .filter(|a| a.op == head_op)
+            .or(analysis.headers[layout.slot_of(head_op)])
             .filter(|h| h.op == head_op)
             .or_else(|| {
                 let fault = analysis.faulty.iter().find(|f| f.op == Some(head_op))?;
@@ -339,6 +353,7 @@ impl<D: VirtualDisk> Journal<D> {
             dirty_sectors: BTreeSet::new(),
             head,
             op_min: analysis.op_min,
+            anchor,
             entries_durable: head_op,
             durable: head_op,
             round: None,
@@ -456,9 +471,19 @@ impl<D: VirtualDisk> Journal<D> {
         self.layout.in_flight_max()
     }
 
-    /// The header of `op`, if the ring holds it (intact or faulty).
+    /// The header of the durable checkpoint's op, which the log follows.
+    #[must_use]
+    pub fn anchor(&self) -> Option<Header> {
+        self.anchor
+    }
+
+    /// The header of `op`, if the ring holds it (intact or faulty), or if it is the durable
+    /// checkpoint's op.
     #[must_use]
     pub fn header(&self, op: Op) -> Option<Header> {
+        if let Some(anchor) = self.anchor.filter(|a| a.op == op) {
+            return Some(anchor);
+        }
         if op < self.op_min || op > self.head.op {
             return None;
         }
@@ -800,10 +825,7 @@ impl<D: VirtualDisk> Journal<D> {
         recovering_head: bool,
     ) -> Result<(), JournalError> {
         self.check_poisoned()?;
-        let latest = self
-            .superblock_next
-            .or(self.superblock_writing)
-            .unwrap_or(self.superblock);
+        let latest = self.latest_superblock();
         assert!(
             view >= latest.view,
             "view regressed from {} to {view}",
@@ -877,6 +899,10 @@ impl<D: VirtualDisk> Journal<D> {
             }
             SuperblockPhase::SecondHalf => {
                 self.superblock = writing;
+                self.anchor = writing.checkpoint.map(|c| c.header).or(self.anchor);
+                if let Some(anchor) = self.anchor {
+                    self.op_min = self.op_min.max(anchor.op.next());
+                }
                 self.superblock_writing = None;
                 self.superblock_phase = SuperblockPhase::Idle;
                 if let Some(next) = self.superblock_next.take() {
@@ -916,6 +942,13 @@ impl<D: VirtualDisk> Journal<D> {
         for completion in completions.drain(..) {
             if token_kind(completion.token) == TOKEN_READ {
                 self.reads.push(completion);
+                continue;
+            }
+            if token_kind(completion.token) == TOKEN_CHECKPOINT {
+                // Checkpoint buffers are as large as the checkpoint: never pooled.
+                if let Err(cause) = &completion.result {
+                    self.poisoned.get_or_insert_with(|| cause.clone());
+                }
                 continue;
             }
             if let Err(cause) = &completion.result {
@@ -1008,13 +1041,176 @@ impl<D: VirtualDisk> Journal<D> {
         }
     }
 
+    /// The superblock the next update builds on: the queued one, the one being written, or the
+    /// durable one.
+    fn latest_superblock(&self) -> Superblock {
+        self.superblock_next
+            .or(self.superblock_writing)
+            .unwrap_or(self.superblock)
+    }
+
+    /// True while a checkpoint's superblock update has not completed.
+    #[must_use]
+    pub fn checkpoint_pending(&self) -> bool {
+        self.latest_superblock().checkpoint != self.superblock.checkpoint
+    }
+
+    /// Writes `bytes`, the encoded checkpoint taken at the op of `header`, to the checkpoint copy
+    /// the durable superblock does not name, then updates the superblock to name it. Returns at
+    /// once; [`Journal::superblock`] names the checkpoint once it is durable. The superblock
+    /// update starts with a barrier, so the copy is durable before any superblock names it, and a
+    /// crash before the update completes leaves the previous checkpoint named and intact.
+    pub fn write_checkpoint(
+        &mut self,
+        header: &Header,
+        checksum: Checksum,
+        bytes: &[u8],
+    ) -> Result<(), JournalError> {
+        self.check_poisoned()?;
+        assert!(
+            !self.checkpoint_pending(),
+            "one checkpoint write at a time: the previous one is not durable yet"
+        );
+        let next = self.checkpoint_superblock(header, checksum, bytes)?;
+        if self.superblock_phase == SuperblockPhase::Idle {
+            self.start_superblock_update(next);
+        } else {
+            self.superblock_next = Some(next);
+        }
+        Ok(())
+    }
+
+    /// Submits the checkpoint's bytes to the free copy and returns the superblock naming it.
+    fn checkpoint_superblock(
+        &mut self,
+        header: &Header,
+        checksum: Checksum,
+        bytes: &[u8],
+    ) -> Result<Superblock, JournalError> {
+        let max = self.layout.config.checkpoint_size as usize;
+        if bytes.len() > max {
+            return Err(JournalError::CheckpointTooLarge {
+                size: bytes.len(),
+                max,
+            });
+        }
+        assert_eq!(Checksum::of(bytes), checksum, "checkpoint checksum");
+        let latest = self.latest_superblock();
+        let copy = latest.checkpoint.map_or(0, |c| 1 - c.copy);
+        assert!(usize::from(copy) < CHECKPOINT_COPIES);
+        let mut buf = AlignedBuf::zeroed(bytes.len().div_ceil(SECTOR_SIZE).max(1) * SECTOR_SIZE);
+        buf.as_mut_slice()[..bytes.len()].copy_from_slice(bytes);
+        let offset = self.layout.checkpoint_offset(usize::from(copy));
+        self.disk
+            .submit_write(offset, buf, token(TOKEN_CHECKPOINT, u64::from(copy)));
+        Ok(Superblock {
+            sequence: latest.sequence + 1,
+            checkpoint: Some(CheckpointRef {
+                header: *header,
+                checksum,
+                size: bytes.len() as u64,
+                copy,
+            }),
+            ..latest
+        })
+    }
+
+    /// Reads the durable checkpoint back and verifies it against the superblock's checksum.
+    /// `Ok(None)` when there is none, or when its copy is damaged (the replica then fetches a
+    /// checkpoint from a peer). Blocking.
+    pub fn read_checkpoint(&mut self) -> Result<Option<Vec<u8>>, JournalError> {
+        self.check_poisoned()?;
+        let Some(checkpoint) = self.superblock.checkpoint else {
+            return Ok(None);
+        };
+        let size = usize::try_from(checkpoint.size).expect("invariant: a checkpoint fits memory");
+        let read_token = token(TOKEN_READ, (1 << 55) | u64::from(checkpoint.copy));
+        let buf = AlignedBuf::zeroed(size.div_ceil(SECTOR_SIZE).max(1) * SECTOR_SIZE);
+        let offset = self.layout.checkpoint_offset(usize::from(checkpoint.copy));
+        self.disk.submit_read(offset, buf, read_token);
+        let completion = loop {
+            if let Some(i) = self.reads.iter().position(|c| c.token == read_token) {
+                break self.reads.swap_remove(i);
+            }
+            self.wait()?;
+        };
+        let buf = completion
+            .buf
+            .expect("invariant: a read returns its buffer");
+        if completion.result.is_err() {
+            return Ok(None);
+        }
+        let bytes = &buf.as_slice()[..size];
+        Ok((Checksum::of(bytes) == checkpoint.checksum).then(|| bytes.to_vec()))
+    }
+
+    /// Installs a checkpoint fetched from a peer (state transfer) and makes the log follow it.
+    /// If the log holds the checkpoint's op with the same checksum, the ops after it stay;
+    /// otherwise every op after it is erased and the log is the checkpoint alone. Blocking.
+    ///
+    /// Order: the checkpoint copy, then the superblock naming it (until that is durable, the
+    /// previous checkpoint and log stand untouched), then the erasures (header copies first, as
+    /// in a truncation). A crash before the erasures leaves stale entries after the anchor that
+    /// do not chain from it; recovery then cuts the log at the anchor and marks its head as
+    /// uncertain, which is safe: none of them can be committed, since the committed log holds
+    /// the checkpoint's op and they do not follow it.
+    pub fn install_checkpoint(
+        &mut self,
+        header: &Header,
+        checksum: Checksum,
+        bytes: &[u8],
+    ) -> Result<(), JournalError> {
+        self.check_poisoned()?;
+        self.submit_run();
+        while self.round.is_some() || self.superblock_pending() || !self.is_idle() {
+            self.wait()?;
+        }
+        let keep = self
+            .header(header.op)
+            .is_some_and(|h| h.checksum == header.checksum);
+        let next = self.checkpoint_superblock(header, checksum, bytes)?;
+        self.start_superblock_update(next);
+        while self.superblock_pending() {
+            self.wait()?;
+        }
+        if !keep {
+            let stale: Vec<usize> = (0..self.headers.len())
+                .filter(|&slot| self.headers[slot].is_some_and(|h| h.op > header.op))
+                .collect();
+            for &slot in &stale {
+                self.set_copy(slot, None);
+            }
+            self.write_dirty_copies();
+            self.sync_barrier()?;
+            for &slot in &stale {
+                let offset = self.layout.slot_offset(slot);
+                self.disk.submit_write(
+                    offset,
+                    AlignedBuf::zeroed(SECTOR_SIZE),
+                    token(TOKEN_ERASE, 0),
+                );
+                self.headers[slot] = None;
+                self.faulty[slot] = false;
+            }
+            self.sync_barrier()?;
+            self.head = *header;
+            self.entries_durable = header.op;
+            self.durable = header.op;
+            self.flush_target = None;
+            self.round_owed = false;
+        }
+        self.anchor = Some(*header);
+        self.op_min = self.op_min.max(header.op.next());
+        Ok(())
+    }
+
     /// Erases every op after `op`, durably. Used by a view change to drop an uncommitted
     /// suffix. Header copies are zeroed (and made durable) before the entries are erased, so a
     /// crash in between can only leave an unacknowledged entry, never a faulty one. Blocking.
     pub fn truncate_after(&mut self, op: Op) -> Result<(), JournalError> {
         self.check_poisoned()?;
         assert!(
-            op >= self.op_min && op <= self.head.op,
+            (op >= self.op_min || self.anchor.is_some_and(|a| a.op == op)) && op <= self.head.op,
             "truncation point outside the log"
         );
         // Entries still gathered in a run go out first, so the erasures below come after them.
@@ -1022,10 +1218,7 @@ impl<D: VirtualDisk> Journal<D> {
         while self.round.is_some() || !self.is_idle() {
             self.wait()?;
         }
-        let slot = self.layout.slot_of(op);
-        let new_head = self.headers[slot]
-            .filter(|h| h.op == op)
-            .ok_or(JournalError::Faulty { op })?;
+        let new_head = self.header(op).ok_or(JournalError::Faulty { op })?;
         let slots: Vec<usize> = (op.0 + 1..=self.head.op.0)
             .map(|o| self.layout.slot_of(Op(o)))
             .collect();
@@ -1203,7 +1396,8 @@ fn scan<D: VirtualDisk>(disk: &mut D) -> Result<RecoveryReport, JournalError> {
             },
         })
         .collect();
-    let analysis = recovery::analyze(&layout, &findings);
+    let anchor = superblock.checkpoint.map(|c| c.header);
+    let analysis = recovery::analyze_from(&layout, &findings, anchor);
     Ok(RecoveryReport {
         superblock,
         analysis,

@@ -10,4 +10,4 @@ pub mod superblock;
 pub use format::{EntryMeta, Header, HeaderState, Layout, LogConfig, Operation};
 pub use journal::{Entry, FormatParams, Journal, JournalError, RecoveryReport};
 pub use recovery::{Analysis, Faulty};
-pub use superblock::Superblock;
+pub use superblock::{CheckpointRef, Superblock};

@@ -405,9 +405,18 @@ impl Analysis {
     }
 }
 
-/// Analyses every slot of a ring.
+/// Analyses every slot of a ring that has no checkpoint: the log may start anywhere in it.
 #[must_use]
 pub fn analyze(layout: &Layout, findings: &[SlotFinding]) -> Analysis {
+    analyze_from(layout, findings, None)
+}
+
+/// Analyses every slot of a ring whose log follows `anchor`, the header of the op of the
+/// durable checkpoint (or, without one, any op the ring holds). With an anchor, ops up to it are
+/// not part of the log whatever their slots hold (the checkpoint replaces them), the log starts
+/// right after it, and its first op must chain from it.
+#[must_use]
+pub fn analyze_from(layout: &Layout, findings: &[SlotFinding], anchor: Option<Header>) -> Analysis {
     assert_eq!(findings.len(), layout.config.slot_count as usize);
     let mut analysis = Analysis::default();
     let mut faulty = vec![false; findings.len()];
@@ -444,12 +453,21 @@ pub fn analyze(layout: &Layout, findings: &[SlotFinding]) -> Analysis {
     }
     let Some(op_max) = analysis.headers.iter().flatten().map(|h| h.op).max() else {
         analysis.faulty = unknown_faulty(&faulty);
+        if let Some(anchor) = anchor {
+            analysis.head = Some(anchor.op);
+            analysis.op_min = anchor.op.next();
+        }
         return analysis;
     };
     let slot_count = u64::from(layout.config.slot_count);
     let mut op_min = Op(op_max.0.saturating_sub(slot_count - 1));
     let mut head = op_max;
     let mut previous: Option<Header> = None;
+    if let Some(anchor) = anchor {
+        op_min = op_min.max(anchor.op.next());
+        head = head.max(anchor.op);
+        previous = Some(anchor);
+    }
     for op in op_min.0..=op_max.0 {
         let op = Op(op);
         let slot = layout.slot_of(op);
@@ -457,7 +475,7 @@ pub fn analyze(layout: &Layout, findings: &[SlotFinding]) -> Analysis {
         let held = slot_header.filter(|h| h.op == op);
         // A slot damaged beyond naming its op may hold this one.
         let unknown_here = faulty[slot] && slot_header.is_none();
-        if op == op_min && held.is_none() && !unknown_here && !faulty[slot] {
+        if anchor.is_none() && op == op_min && held.is_none() && !unknown_here && !faulty[slot] {
             // The oldest ring positions may be empty: never written, or freed by a truncation
             // after the op that last used them was overwritten.
             op_min = op.next();
@@ -490,22 +508,12 @@ pub fn analyze(layout: &Layout, findings: &[SlotFinding]) -> Analysis {
         previous = held.filter(|_| intact[slot]);
     }
     analysis.op_min = op_min;
-    analysis.head = (head >= op_min).then_some(head);
-    analysis.faulty = faulty
-        .iter()
-        .enumerate()
-        .filter(|&(_, &f)| f)
-        .map(|(slot, _)| {
-            let expected = analysis.headers[slot];
-            let op = expected
-                .map(|h| h.op)
-                .or_else(|| ring_op(layout, slot, op_min, head));
-            Faulty { slot, op, expected }
-        })
-        // A damaged slot that no op of the live window maps to holds nothing the log needs
-        // (say, a flipped bit in a never-used header copy): it is not faulty.
-        .filter(|f| f.op.is_some_and(|op| op >= op_min && op <= head))
-        .collect();
+    analysis.head = match anchor {
+        // The log may hold nothing after its checkpoint: its head is then the anchor.
+        Some(anchor) => Some(head.max(anchor.op)),
+        None => (head >= op_min).then_some(head),
+    };
+    analysis.faulty = faulty_in_window(layout, &analysis, &faulty, op_min, head);
     if let Some(vouched_max) = vouched_max {
         drop_overwritten_prefix(layout, &mut analysis, vouched_max);
     }
@@ -541,6 +549,31 @@ fn drop_overwritten_prefix(layout: &Layout, analysis: &mut Analysis, vouched_max
         analysis.chain_break = analysis.chain_break.filter(|&op| op > op_min);
         analysis.dropped_prefix = Some(damaged);
     }
+}
+
+/// The faulty slots whose op lies in the log's window `op_min..=head`.
+fn faulty_in_window(
+    layout: &Layout,
+    analysis: &Analysis,
+    faulty: &[bool],
+    op_min: Op,
+    head: Op,
+) -> Vec<Faulty> {
+    faulty
+        .iter()
+        .enumerate()
+        .filter(|&(_, &f)| f)
+        .map(|(slot, _)| {
+            let expected = analysis.headers[slot];
+            let op = expected
+                .map(|h| h.op)
+                .or_else(|| ring_op(layout, slot, op_min, head));
+            Faulty { slot, op, expected }
+        })
+        // A damaged slot that no op of the live window maps to holds nothing the log needs
+        // (say, a flipped bit in a never-used header copy): it is not faulty.
+        .filter(|f| f.op.is_some_and(|op| op >= op_min && op <= head))
+        .collect()
 }
 
 fn unknown_faulty(faulty: &[bool]) -> Vec<Faulty> {

@@ -7,11 +7,31 @@
 //! quorum. A torn or corrupt single copy is outvoted.
 
 use crate::checksum::Checksum;
-use crate::constants::{FORMAT_VERSION, SECTOR_SIZE, SUPERBLOCK_COPIES, SUPERBLOCK_QUORUM};
+use crate::constants::{
+    CHECKPOINT_COPIES, FORMAT_VERSION, HEADER_SIZE, SECTOR_SIZE, SUPERBLOCK_COPIES,
+    SUPERBLOCK_QUORUM,
+};
 use crate::ids::{ClusterId, CommitIndex, Op, ReplicaIndex, ShardId, View};
-use crate::log::format::{LogConfig, le};
+use crate::log::format::{Header, HeaderState, LogConfig, le};
 
 const MAGIC: [u8; 8] = *b"CHRONON\0";
+
+/// Where the superblock's checkpoint reference starts (see `docs/internals/log-format.md`).
+const CHECKPOINT_AT: usize = 84;
+const CHECKPOINT_HEADER_AT: usize = 112;
+
+/// The durable checkpoint a superblock names: which copy of the checkpoint zone holds it, how
+/// long it is, its checksum, and the header of the op it was taken at (the anchor of the log
+/// that follows it: recovery starts the hash chain from this header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckpointRef {
+    pub header: Header,
+    /// BLAKE3-128 of the encoded checkpoint (`size` bytes at the start of the copy).
+    pub checksum: Checksum,
+    pub size: u64,
+    /// 0 or 1: the copy of the checkpoint zone that holds it.
+    pub copy: u8,
+}
 
 /// The durable state of one replica's shard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +52,9 @@ pub struct Superblock {
     /// what was committed. Cleared by the update that advances the log view.
     pub recovering_head: bool,
     pub config: LogConfig,
+    /// The newest durable checkpoint; `None` until the first one (the log then starts at the
+    /// root). Ops up to its op are no longer needed from the log.
+    pub checkpoint: Option<CheckpointRef>,
 }
 
 impl Superblock {
@@ -55,6 +78,17 @@ impl Superblock {
         b[64..72].copy_from_slice(&self.commit.0.map_or(0, |op| op.0).to_le_bytes());
         b[72..76].copy_from_slice(&self.config.slot_count.to_le_bytes());
         b[76..80].copy_from_slice(&self.config.slot_size.to_le_bytes());
+        b[80..84].copy_from_slice(&self.config.checkpoint_size.to_le_bytes());
+        if let Some(checkpoint) = &self.checkpoint {
+            assert!(usize::from(checkpoint.copy) < CHECKPOINT_COPIES);
+            let at = CHECKPOINT_AT;
+            b[at] = 1;
+            b[at + 1] = checkpoint.copy;
+            b[88..96].copy_from_slice(&checkpoint.size.to_le_bytes());
+            b[96..112].copy_from_slice(&checkpoint.checksum.to_le_bytes());
+            b[CHECKPOINT_HEADER_AT..CHECKPOINT_HEADER_AT + HEADER_SIZE]
+                .copy_from_slice(&checkpoint.header.encode());
+        }
         let checksum = Checksum::of(&b[16..]);
         b[0..16].copy_from_slice(&checksum.to_le_bytes());
         b
@@ -80,6 +114,7 @@ impl Superblock {
             1 => true,
             _ => return None,
         };
+        let checkpoint = decode_checkpoint(b)?;
         let superblock = Superblock {
             sequence: u64::from_le_bytes(le(b, 32)),
             cluster: ClusterId(u64::from_le_bytes(le(b, 40))),
@@ -93,10 +128,44 @@ impl Superblock {
             config: LogConfig {
                 slot_count: u32::from_le_bytes(le(b, 72)),
                 slot_size: u32::from_le_bytes(le(b, 76)),
+                checkpoint_size: u32::from_le_bytes(le(b, 80)),
             },
+            checkpoint,
         };
-        (superblock.config.problem().is_none() && superblock.log_view <= superblock.view)
+        let fits =
+            checkpoint.is_none_or(|c| c.size <= u64::from(superblock.config.checkpoint_size));
+        (superblock.config.problem().is_none() && superblock.log_view <= superblock.view && fits)
             .then_some(superblock)
+    }
+}
+
+/// The checkpoint reference of a superblock copy: `Some(None)` when it names none (every byte
+/// of it zero), `None` when it is malformed.
+#[allow(clippy::option_option)]
+fn decode_checkpoint(b: &[u8]) -> Option<Option<CheckpointRef>> {
+    let at = CHECKPOINT_AT;
+    let header_bytes = &b[CHECKPOINT_HEADER_AT..CHECKPOINT_HEADER_AT + HEADER_SIZE];
+    match b[at] {
+        0 => b[at..CHECKPOINT_HEADER_AT + HEADER_SIZE]
+            .iter()
+            .all(|&x| x == 0)
+            .then_some(None),
+        1 => {
+            let copy = b[at + 1];
+            if usize::from(copy) >= CHECKPOINT_COPIES || b[at + 2..88].iter().any(|&x| x != 0) {
+                return None;
+            }
+            let HeaderState::Valid(header) = Header::decode(header_bytes) else {
+                return None;
+            };
+            Some(Some(CheckpointRef {
+                header,
+                checksum: Checksum::from_le_bytes(le(b, 96)),
+                size: u64::from_le_bytes(le(b, 88)),
+                copy,
+            }))
+        }
+        _ => None,
     }
 }
 
@@ -137,7 +206,9 @@ mod tests {
             config: LogConfig {
                 slot_count: 64,
                 slot_size: 8192,
+                checkpoint_size: 8192,
             },
+            checkpoint: None,
         }
     }
 
@@ -165,6 +236,23 @@ mod tests {
             Some(recovering)
         );
         assert_ne!(recovering.encode(1), sb.encode(1));
+        let header = Header::root(ClusterId(7), ShardId(1));
+        let checkpointed = Superblock {
+            checkpoint: Some(CheckpointRef {
+                header,
+                checksum: Checksum(99),
+                size: 4000,
+                copy: 1,
+            }),
+            ..sb
+        };
+        assert_eq!(
+            Superblock::decode(&checkpointed.encode(2), 2),
+            Some(checkpointed)
+        );
+        let mut too_big = checkpointed;
+        too_big.checkpoint.as_mut().expect("set above").size = 8193;
+        assert_eq!(Superblock::decode(&too_big.encode(2), 2), None);
         let mut torn = sb.encode(0);
         torn[600] ^= 1;
         assert_eq!(Superblock::decode(&torn, 0), None);

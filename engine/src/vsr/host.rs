@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use super::replica::{Action, Input, Recovered};
 use crate::disk::VirtualDisk;
 use crate::ids::{Op, View};
-use crate::log::{Journal, JournalError, RecoveryReport};
+use crate::log::{CheckpointRef, Journal, JournalError, RecoveryReport};
 
 /// A replica's journal with the queue of work the replica asked for.
 #[derive(Debug)]
@@ -17,6 +17,9 @@ pub struct JournalHost<D: VirtualDisk> {
     queue: VecDeque<Action>,
     reported_durable: Op,
     reported_view: (View, View),
+    /// The checkpoint reference last reported: a rewrite of the same checkpoint (a damaged copy
+    /// replaced by one fetched from a peer) lands in the other copy, and is reported too.
+    reported_checkpoint: Option<CheckpointRef>,
 }
 
 impl<D: VirtualDisk> JournalHost<D> {
@@ -28,6 +31,7 @@ impl<D: VirtualDisk> JournalHost<D> {
         JournalHost {
             reported_durable: journal.head().op,
             reported_view: (superblock.view, superblock.log_view),
+            reported_checkpoint: superblock.checkpoint,
             journal,
             queue: VecDeque::new(),
         }
@@ -42,6 +46,8 @@ impl<D: VirtualDisk> JournalHost<D> {
                     | Action::Repair { .. }
                     | Action::Truncate { .. }
                     | Action::PersistView { .. }
+                    | Action::WriteCheckpoint { .. }
+                    | Action::InstallCheckpoint { .. }
             )
         });
         self.queue.extend(journal_work.cloned());
@@ -73,12 +79,23 @@ impl<D: VirtualDisk> JournalHost<D> {
                     commit,
                     recovering_head,
                 } => journal.write_superblock(*view, *log_view, *commit, *recovering_head),
+                Action::WriteCheckpoint {
+                    header,
+                    checksum,
+                    bytes,
+                } => journal.write_checkpoint(header, *checksum, bytes),
+                Action::InstallCheckpoint {
+                    header,
+                    checksum,
+                    bytes,
+                } => journal.install_checkpoint(header, *checksum, bytes),
                 // `enqueue` keeps only journal work.
                 Action::Send { .. }
                 | Action::Executed { .. }
                 | Action::Applied { .. }
                 | Action::Attempt { .. }
-                | Action::Outboxed { .. } => Ok(()),
+                | Action::Outboxed { .. }
+                | Action::Restored { .. } => Ok(()),
             };
             match result {
                 Ok(()) => {
@@ -106,6 +123,15 @@ impl<D: VirtualDisk> JournalHost<D> {
                 log_view: view_state.1,
             });
         }
+        if superblock.checkpoint != self.reported_checkpoint {
+            self.reported_checkpoint = superblock.checkpoint;
+            if let Some(checkpoint) = superblock.checkpoint {
+                inputs.push(Input::CheckpointDurable {
+                    op: checkpoint.header.op,
+                    checksum: checkpoint.header.checksum,
+                });
+            }
+        }
         Ok(())
     }
 
@@ -115,7 +141,8 @@ impl<D: VirtualDisk> JournalHost<D> {
         self.journal.poll()?;
         let superblock = self.journal.superblock();
         Ok(self.journal.durable_op() != self.reported_durable
-            || (superblock.view, superblock.log_view) != self.reported_view)
+            || (superblock.view, superblock.log_view) != self.reported_view
+            || superblock.checkpoint != self.reported_checkpoint)
     }
 
     /// Journal work queued and not yet handed to the journal.
@@ -146,8 +173,8 @@ impl<D: VirtualDisk> JournalHost<D> {
     }
 }
 
-/// Reads everything a replica recovers from: the superblock and every entry from the oldest op
-/// to the head. Entries recovery found faulty come without a body (and without a header where
+/// Reads everything a replica recovers from: the superblock, the durable checkpoint and every
+/// entry after it (or from the oldest op without one) to the head. Entries recovery found faulty come without a body (and without a header where
 /// both witnesses were lost); the replica repairs them from its peers.
 pub fn recovered<D: VirtualDisk>(
     journal: &mut Journal<D>,
@@ -166,6 +193,7 @@ pub fn recovered<D: VirtualDisk>(
     }
     Ok(Recovered {
         superblock: *journal.superblock(),
+        checkpoint: journal.read_checkpoint()?,
         entries,
         head_uncertain: report.analysis.head_uncertain(),
     })

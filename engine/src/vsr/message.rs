@@ -138,6 +138,23 @@ pub enum Message {
         op: Op,
         checksum: Option<Checksum>,
     },
+    /// "Send me the bytes from `offset` of a checkpoint at op `op` or later" (exactly the one
+    /// named by `checksum` if given): state transfer, for a replica whose log cannot catch up.
+    RequestCheckpoint {
+        op: Op,
+        checksum: Option<Checksum>,
+        offset: u64,
+    },
+    /// A chunk of the sender's checkpoint at the op of `header`: `size` bytes in all, named by
+    /// `checksum`; this chunk starts at `offset`. Also sent, from offset 0, in answer to a
+    /// `RequestPrepare` for an op the sender's log no longer holds.
+    Checkpoint {
+        header: Header,
+        checksum: Checksum,
+        size: u64,
+        offset: u64,
+        chunk: Body,
+    },
 }
 
 impl Message {
@@ -155,6 +172,8 @@ impl Message {
             Message::StartView { .. } => "start_view",
             Message::RequestStartView => "request_start_view",
             Message::RequestPrepare { .. } => "request_prepare",
+            Message::RequestCheckpoint { .. } => "request_checkpoint",
+            Message::Checkpoint { .. } => "checkpoint",
         }
     }
 }
@@ -305,6 +324,46 @@ fn encode_message(message: &Message, out: &mut Vec<u8>) {
                 None => out.push(0),
             }
         }
+        Message::RequestCheckpoint { .. } | Message::Checkpoint { .. } => {
+            encode_state_transfer(message, out);
+        }
+    }
+}
+
+/// The state-transfer messages (tags 11 and 12).
+fn encode_state_transfer(message: &Message, out: &mut Vec<u8>) {
+    match message {
+        Message::RequestCheckpoint {
+            op,
+            checksum,
+            offset,
+        } => {
+            out.push(11);
+            put_u64(out, op.0);
+            match checksum {
+                Some(c) => {
+                    out.push(1);
+                    out.extend_from_slice(&c.to_le_bytes());
+                }
+                None => out.push(0),
+            }
+            put_u64(out, *offset);
+        }
+        Message::Checkpoint {
+            header,
+            checksum,
+            size,
+            offset,
+            chunk,
+        } => {
+            out.push(12);
+            out.extend_from_slice(&header.encode());
+            out.extend_from_slice(&checksum.to_le_bytes());
+            put_u64(out, *size);
+            put_u64(out, *offset);
+            put_bytes(out, chunk);
+        }
+        _ => unreachable!("only state-transfer messages"),
     }
 }
 

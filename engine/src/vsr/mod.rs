@@ -2,12 +2,14 @@
 //! the client-session table, the effect outbox and the prepare batch format.
 
 pub mod batch;
+pub mod checkpoint;
 pub mod host;
 pub mod message;
 pub mod outbox;
 pub mod replica;
 pub mod sessions;
 
+pub use checkpoint::{Checkpoint, CheckpointState};
 pub use host::JournalHost;
 pub use message::{Body, Endpoint, Envelope, Message, Reply, ReplyError, Request, RequestKind};
 pub use outbox::{EffectPolicy, KernelEvent, Outbox};

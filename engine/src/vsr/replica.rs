@@ -10,13 +10,15 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::batch;
+use super::checkpoint::{Checkpoint, CheckpointState};
 use super::message::{Body, Endpoint, Envelope, Message, ReplyError, Request, RequestKind};
 use super::outbox::{Change, EffectPolicy, KernelEvent, Outbox};
 use super::sessions::{Sessions, Verdict};
 use crate::app::{ApplyContext, ChrApplication, EffectId, Event, SideEffect};
 use crate::checksum::Checksum;
 use crate::constants::{
-    HEADER_SIZE, PIPELINE_MAX, REORDER_MAX, REPAIR_REQUESTS_MAX, VIEW_HEADERS_MAX,
+    CHECKPOINT_CHUNKS_IN_FLIGHT_MAX, CHECKPOINT_SIZE_MAX, CHECKPOINTS_SERVED_MAX, HEADER_SIZE,
+    PIPELINE_MAX, REORDER_MAX, REPAIR_REQUESTS_MAX, VIEW_HEADERS_MAX,
 };
 use crate::ids::{
     ClientId, ClusterId, CommitIndex, Op, ReplicaIndex, RequestNumber, ShardId, Timestamp, View,
@@ -48,6 +50,9 @@ pub enum PlantedBug {
     /// A new primary attempts only effects recorded in its own view, forgetting the pending
     /// work it inherited.
     ForgetInheritedEffects,
+    /// A replica restoring a checkpoint keeps the application's genesis state instead of the
+    /// snapshot (after the checkpoint was verified).
+    RestoreGenesis,
 }
 
 /// Timeouts, in ticks.
@@ -94,6 +99,12 @@ pub struct ReplicaConfig {
     pub timeouts: Timeouts,
     /// How effects are retried; every replica of a group must use the same policy.
     pub effects: EffectPolicy,
+    /// A checkpoint is taken once this many ops have executed since the previous one.
+    pub checkpoint_interval: u64,
+    /// Ops the log may hold beyond the durable checkpoint: the journal's guaranteed window,
+    /// [`LogConfig::ops_beyond_checkpoint_max`](crate::log::LogConfig::ops_beyond_checkpoint_max).
+    /// Appending stops there until the next checkpoint is durable.
+    pub log_ops_max: u64,
     /// Emit [`Action::Applied`] for every request applied (for the simulator's exactly-once
     /// checker; off in production).
     pub record_applied: bool,
@@ -101,7 +112,20 @@ pub struct ReplicaConfig {
     pub bug: Option<PlantedBug>,
 }
 
+impl ReplicaConfig {
+    /// The largest checkpoint interval a log window of `log_ops_max` ops allows: room for two
+    /// intervals (one checkpoint being written while the next comes due) and a full pipeline.
+    /// Zero when the window is too small for checkpoints at all.
+    #[must_use]
+    pub fn checkpoint_interval_max(log_ops_max: u64) -> u64 {
+        log_ops_max.saturating_sub(PIPELINE_MAX as u64) / 2
+    }
+}
+
 /// What happens to a replica.
+// Inputs are built and consumed once per step, never stored in bulk: boxing the message would
+// only add an allocation per message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Input {
     /// Time passed; `now` is this replica's clock reading.
@@ -127,6 +151,11 @@ pub enum Input {
         view: View,
         attempt: u32,
         result: Result<Vec<u8>, String>,
+    },
+    /// The superblock names this checkpoint durably: the log before its op may be reclaimed.
+    CheckpointDurable {
+        op: Op,
+        checksum: Checksum,
     },
 }
 
@@ -169,6 +198,27 @@ pub enum Action {
         client: ClientId,
         request: RequestNumber,
         op: Op,
+    },
+    /// Write this checkpoint (taken after executing the op of `header`) to the checkpoint zone
+    /// and name it in the superblock; report [`Input::CheckpointDurable`] when done.
+    WriteCheckpoint {
+        header: Header,
+        checksum: Checksum,
+        bytes: Body,
+    },
+    /// Install this checkpoint, fetched from a peer: write it as `WriteCheckpoint` does, and
+    /// make the journal's log follow it (erasing every entry after its op unless the journal
+    /// holds its op with the same checksum).
+    InstallCheckpoint {
+        header: Header,
+        checksum: Checksum,
+        bytes: Body,
+    },
+    /// The state after `op` was restored from a verified checkpoint (at a restart or by state
+    /// transfer) instead of by executing; the running state hash after it.
+    Restored {
+        op: Op,
+        state_hash: Checksum,
     },
     /// Carry out attempt `attempt` of an effect, as the primary of `view` (the fencing token),
     /// and report with [`Input::EffectResult`]. Only a primary holding a durable view asks.
@@ -277,6 +327,14 @@ pub struct ReplicaStats {
     /// state change was dropped, alike on every replica. Non-zero usually means an application
     /// bug.
     pub kernel_events_rejected: u64,
+    /// Checkpoints taken (and asked to be written).
+    pub checkpoints_taken: u64,
+    /// Checkpoints installed from a peer.
+    pub state_transfers: u64,
+    /// Restarts that restored their state from their own durable checkpoint.
+    pub checkpoints_restored: u64,
+    /// Checkpoints received from a peer and refused by verification.
+    pub checkpoints_refused: u64,
 }
 
 /// Why a replica cannot start from its journal.
@@ -284,8 +342,9 @@ pub struct ReplicaStats {
 #[non_exhaustive]
 pub enum RecoverError {
     #[error(
-        "the journal no longer holds op 1 (it starts at op {op_min}): this replica's state can \
-         only be rebuilt by state transfer, which needs checkpoints"
+        "the journal holds no checkpoint and no longer holds op 1 (it starts at op {op_min}): \
+         the log was written without checkpoints; reformat this replica and let it catch up by \
+         state transfer"
     )]
     LogWrapped { op_min: Op },
     #[error("the journal's op {op} is faulty; it must be repaired before the replica can start")]
@@ -303,7 +362,9 @@ pub struct Replica<A: ChrApplication> {
     log_view: View,
     view_durable: View,
     log_view_durable: View,
-    /// The log, indexed by op. Op 0 is the root.
+    /// The log from its base: `log[i]` holds op `base + i`, where the base (`log[0]`) is the
+    /// root or the op of the durable checkpoint, whose body may be absent. Ops before the base
+    /// were reclaimed.
     log: Vec<Entry>,
     commit_max: Op,
     commit_min: Op,
@@ -335,6 +396,22 @@ pub struct Replica<A: ChrApplication> {
     stats: ReplicaStats,
     /// `Action::Applied` records waiting to be moved into the caller's actions.
     applied: Vec<Action>,
+    /// The newest checkpoints taken or installed (oldest first), kept to serve state transfers.
+    checkpoints: VecDeque<Checkpoint>,
+    /// The op of the newest durable checkpoint (op 0, the root, before the first).
+    checkpoint_durable: Op,
+    /// A checkpoint asked to be written and not yet durable.
+    checkpoint_writing: Option<Op>,
+    /// The application state and sessions are not held: this replica restarted and its
+    /// checkpoint copy was damaged. It executes nothing until it installs a checkpoint.
+    state_missing: bool,
+    /// A state transfer in progress.
+    transfer: Option<Transfer>,
+    /// Headers of the newest ops reclaimed behind the checkpoint (at most `VIEW_HEADERS_MAX`,
+    /// oldest first, ending just before the log's base): view-change messages still carry them,
+    /// so a replica somewhat behind the checkpoint connects its log to the view's and catches
+    /// up by state transfer without dropping what it holds.
+    reclaimed: VecDeque<Header>,
     /// Replicated: the side effects applications asked for.
     outbox: Outbox,
     /// Not replicated: this primary's attempts and kernel proposals in flight.
@@ -391,11 +468,31 @@ impl Executor {
     }
 }
 
+/// A checkpoint being received in chunks.
+#[derive(Clone, Debug)]
+struct Transfer {
+    header: Header,
+    checksum: Checksum,
+    bytes: Vec<u8>,
+    /// Per chunk of `chunk_size` bytes, whether it arrived.
+    received: Vec<bool>,
+    chunk_size: usize,
+    /// Request rounds without a new chunk; the transfer is abandoned after a few.
+    idle_rounds: u32,
+}
+
+/// Request rounds a state transfer may go without progress before it is abandoned (its
+/// checkpoint may have been replaced on every peer).
+const TRANSFER_IDLE_ROUNDS_MAX: u32 = 5;
+
 /// Everything recovered from a journal that the replica starts from.
 #[derive(Clone, Debug)]
 pub struct Recovered {
     pub superblock: Superblock,
-    /// Every entry from op 0 to the head, in order.
+    /// The durable checkpoint's bytes, verified against the superblock's checksum: `None` when
+    /// there is none, or when it was damaged (then the replica fetches one from a peer).
+    pub checkpoint: Option<Vec<u8>>,
+    /// Every entry after the checkpoint's op (or from op 0 without one) to the head, in order.
     /// A body is `None` for an entry the journal holds as faulty; the replica fetches it from a
     /// peer by the header's checksum. A header is `None` where recovery lost both witnesses of
     /// the entry: the replica drops the log from there and recovers its head from a primary.
@@ -449,7 +546,20 @@ impl<A: ChrApplication> Replica<A> {
             applied: Vec::new(),
             outbox: Outbox::default(),
             executor: Executor::default(),
+            checkpoints: VecDeque::new(),
+            checkpoint_durable: Op(0),
+            checkpoint_writing: None,
+            state_missing: false,
+            transfer: None,
+            reclaimed: VecDeque::new(),
         };
+        assert!(config.checkpoint_interval > 0, "checkpoint interval of 0");
+        assert!(
+            2 * config.checkpoint_interval + PIPELINE_MAX as u64 <= config.log_ops_max,
+            "checkpoint interval {} too large for a log window of {} ops",
+            config.checkpoint_interval,
+            config.log_ops_max
+        );
         replica.check_invariants();
         replica
     }
@@ -466,19 +576,25 @@ impl<A: ChrApplication> Replica<A> {
         let mut replica = Replica::new(config, app);
         let superblock = recovered.superblock;
         let mut entries = recovered.entries.into_iter();
-        match entries.next() {
-            Some((Some(root), body)) if root.op == Op(0) => {
-                assert_eq!(root, replica.log[0].header);
-                if body.is_none() {
-                    // The root's body is empty and known to all: repair it at once.
-                    actions.push(Action::Repair {
-                        header: root,
-                        body: Body::from(Vec::new()),
-                    });
+        if let Some(checkpoint) = superblock.checkpoint {
+            replica.recover_checkpoint(checkpoint.header, recovered.checkpoint, actions);
+        } else {
+            match entries.next() {
+                Some((Some(root), body)) if root.op == Op(0) => {
+                    assert_eq!(root, replica.log[0].header);
+                    if body.is_none() {
+                        // The root's body is empty and known to all: repair it at once.
+                        actions.push(Action::Repair {
+                            header: root,
+                            body: Body::from(Vec::new()),
+                        });
+                    }
                 }
+                Some((Some(first), _)) => {
+                    return Err(RecoverError::LogWrapped { op_min: first.op });
+                }
+                Some((None, _)) | None => return Err(RecoverError::LogWrapped { op_min: Op(0) }),
             }
-            Some((Some(first), _)) => return Err(RecoverError::LogWrapped { op_min: first.op }),
-            Some((None, _)) | None => return Err(RecoverError::LogWrapped { op_min: Op(0) }),
         }
         let mut lost = recovered.head_uncertain || superblock.recovering_head;
         let mut dropped = false;
@@ -502,7 +618,12 @@ impl<A: ChrApplication> Replica<A> {
         replica.view_durable = superblock.view;
         replica.log_view_durable = superblock.log_view;
         replica.durable = replica.op();
-        replica.commit_max = superblock.commit.0.unwrap_or(Op(0)).min(replica.op());
+        replica.commit_max = superblock
+            .commit
+            .0
+            .unwrap_or(Op(0))
+            .max(replica.commit_min)
+            .min(replica.op());
         // Replaying committed ops must not reply to clients as a primary would.
         replica.status = Status::ViewChange;
         replica.execute_committed(actions);
@@ -608,13 +729,48 @@ impl<A: ChrApplication> Replica<A> {
     /// The header at `op`, if the log holds it.
     #[must_use]
     pub fn header(&self, op: Op) -> Option<&Header> {
-        self.log.get(op.0 as usize).map(|p| &p.header)
+        self.entry(op).map(|p| &p.header)
     }
 
     /// The body at `op`, if the log holds it.
     #[must_use]
     pub fn body(&self, op: Op) -> Option<&[u8]> {
-        self.log.get(op.0 as usize).and_then(|p| p.body.as_deref())
+        self.entry(op).and_then(|p| p.body.as_deref())
+    }
+
+    /// The oldest op the log holds: the durable checkpoint's op (or the root).
+    #[must_use]
+    pub fn log_base(&self) -> Op {
+        self.log[0].header.op
+    }
+
+    /// The newest checkpoint this replica took or installed.
+    #[must_use]
+    pub fn checkpoint(&self) -> Option<&Checkpoint> {
+        self.checkpoints.back()
+    }
+
+    /// The op of the newest durable checkpoint.
+    #[must_use]
+    pub fn checkpoint_durable(&self) -> Op {
+        self.checkpoint_durable
+    }
+
+    /// True while the state is not held (a damaged checkpoint at restart) and execution waits
+    /// for a state transfer.
+    #[must_use]
+    pub fn state_missing(&self) -> bool {
+        self.state_missing
+    }
+
+    fn entry(&self, op: Op) -> Option<&Entry> {
+        let index = op.0.checked_sub(self.log_base().0)?;
+        self.log.get(usize::try_from(index).ok()?)
+    }
+
+    fn entry_mut(&mut self, op: Op) -> Option<&mut Entry> {
+        let index = op.0.checked_sub(self.log_base().0)?;
+        self.log.get_mut(usize::try_from(index).ok()?)
     }
 
     #[must_use]
@@ -663,8 +819,25 @@ impl<A: ChrApplication> Replica<A> {
         let head_index = self.log.len() - 1;
         assert_eq!(
             self.head().op,
-            Op(head_index as u64),
+            Op(self.log_base().0 + head_index as u64),
             "the head sits at another position"
+        );
+        assert!(
+            self.log_base() <= self.commit_min,
+            "executed ops were reclaimed"
+        );
+        assert!(
+            self.checkpoint_durable <= self.commit_min,
+            "checkpoint beyond execution"
+        );
+        assert!(
+            self.op().0
+                <= self.checkpoint_durable.0.max(self.log_base().0) + self.config.log_ops_max,
+            "the log outgrew the journal's window beyond the durable checkpoint"
+        );
+        assert!(
+            self.log.len() as u64 <= self.config.log_ops_max + 1,
+            "log unbounded"
         );
         if let Some(last) = self.log.len().checked_sub(1).filter(|&n| n > 0) {
             let (previous, current) = (&self.log[last - 1].header, &self.log[last].header);
@@ -695,6 +868,9 @@ impl<A: ChrApplication> Replica<A> {
                 attempt,
                 result,
             } => self.on_effect_result(id, view, attempt, result, actions),
+            Input::CheckpointDurable { op, checksum } => {
+                self.on_checkpoint_durable(op, checksum, actions);
+            }
         }
     }
 
@@ -725,11 +901,17 @@ impl<A: ChrApplication> Replica<A> {
         if retransmit_due {
             self.retransmit_tick = self.tick;
         }
+        if retransmit_due {
+            self.request_checkpoint(actions);
+        }
         match self.status {
             Status::Normal if self.is_primary_of(self.view) => {
                 if self.tick - self.heartbeat_tick >= timeouts.heartbeat {
                     self.heartbeat_tick = self.tick;
-                    let checksum = self.log[self.commit_max.0 as usize].header.checksum;
+                    let checksum = self
+                        .header(self.commit_max)
+                        .expect("invariant: a primary holds its commit point")
+                        .checksum;
                     self.broadcast(
                         &Message::Commit {
                             commit: self.commit_max,
@@ -798,7 +980,13 @@ impl<A: ChrApplication> Replica<A> {
         };
         if self.status == Status::RecoveringHead {
             match (&envelope.message, replica_from) {
-                (Message::StartView { .. } | Message::RequestPrepare { .. }, Some(_)) => {}
+                (
+                    Message::StartView { .. }
+                    | Message::RequestPrepare { .. }
+                    | Message::RequestCheckpoint { .. }
+                    | Message::Checkpoint { .. },
+                    Some(_),
+                ) => {}
                 (Message::Prepare { .. } | Message::Commit { .. }, Some(from)) => {
                     if self.behind_primary(view, from) {
                         self.send_to_replica(from, Message::RequestStartView, actions);
@@ -864,6 +1052,10 @@ impl<A: ChrApplication> Replica<A> {
             (Message::RequestPrepare { op, checksum }, Some(from)) => {
                 self.on_request_prepare(from, op, checksum, actions);
             }
+            (
+                message @ (Message::RequestCheckpoint { .. } | Message::Checkpoint { .. }),
+                Some(from),
+            ) => self.on_state_transfer(from, message, actions),
             _ => self.stats.dropped_foreign += 1,
         }
         self.check_invariants();
@@ -934,7 +1126,10 @@ impl<A: ChrApplication> Replica<A> {
         if !self.is_primary() || self.log_view_durable != self.view {
             return;
         }
-        while !self.requests.is_empty() && (self.op().0 - self.commit_max.0) < PIPELINE_MAX as u64 {
+        while !self.requests.is_empty()
+            && (self.op().0 - self.commit_max.0) < PIPELINE_MAX as u64
+            && !self.log_full()
+        {
             let mut batch = Vec::new();
             let mut size = 4;
             while let Some(request) = self.requests.front() {
@@ -975,6 +1170,7 @@ impl<A: ChrApplication> Replica<A> {
     }
 
     fn append(&mut self, header: Header, body: Body, actions: &mut Vec<Action>) {
+        assert!(!self.log_full(), "append beyond the journal's window");
         assert_eq!(header.op, self.op().next());
         assert_eq!(header.parent, self.head().checksum);
         self.log.push(Entry {
@@ -1032,8 +1228,7 @@ impl<A: ChrApplication> Replica<A> {
         }
         let expected = self.target.get(&header.op) == Some(&header.checksum)
             || self
-                .log
-                .get(header.op.0 as usize)
+                .entry(header.op)
                 .is_some_and(|e| e.body.is_none() && e.header.checksum == header.checksum);
         if !from_primary && !expected {
             return;
@@ -1043,8 +1238,12 @@ impl<A: ChrApplication> Replica<A> {
             self.commit_max = self.commit_max.max(commit);
         }
         let op = header.op;
-        if op <= self.op() {
-            let entry = &mut self.log[op.0 as usize];
+        if op <= self.log_base() {
+            // Behind the checkpoint: nothing to do with it.
+        } else if op <= self.op() {
+            let entry = self
+                .entry_mut(op)
+                .expect("invariant: the log holds base..=op");
             if entry.header.checksum == header.checksum && entry.body.is_none() {
                 // A repair of a body this replica lost to a faulty disk.
                 entry.body = Some(body.clone());
@@ -1058,7 +1257,7 @@ impl<A: ChrApplication> Replica<A> {
             if self.reorder.len() < REORDER_MAX {
                 self.reorder.insert(op, Prepare { header, body });
             }
-        } else if header.parent == self.head().checksum {
+        } else if header.parent == self.head().checksum && !self.log_full() {
             self.append(header, body, actions);
             self.drain_reorder(actions);
         }
@@ -1086,7 +1285,9 @@ impl<A: ChrApplication> Replica<A> {
         for op in stale {
             self.reorder.remove(&op);
         }
-        while let Some(prepare) = self.reorder.remove(&self.op().next()) {
+        while !self.log_full()
+            && let Some(prepare) = self.reorder.remove(&self.op().next())
+        {
             let conflicts = self
                 .target
                 .get(&prepare.header.op)
@@ -1134,7 +1335,10 @@ impl<A: ChrApplication> Replica<A> {
             return;
         }
         self.prepare_ok_sent = Some(self.durable);
-        let checksum = self.log[self.durable.0 as usize].header.checksum;
+        let checksum = self
+            .header(self.durable)
+            .expect("invariant: the log holds its durable op")
+            .checksum;
         let primary = self.primary_of(self.view).0;
         self.send_to_replica(
             primary,
@@ -1235,7 +1439,7 @@ impl<A: ChrApplication> Replica<A> {
         let missing = self
             .log
             .iter()
-            .skip(self.commit_min.0 as usize + 1)
+            .skip((self.commit_min.0 - self.log_base().0) as usize + 1)
             .filter(|e| e.body.is_none());
         for entry in missing.take(REPAIR_REQUESTS_MAX) {
             let message = Message::RequestPrepare {
@@ -1253,6 +1457,11 @@ impl<A: ChrApplication> Replica<A> {
         checksum: Option<Checksum>,
         actions: &mut Vec<Action>,
     ) {
+        if op < self.log_base() || (op == self.log_base() && self.body(op).is_none()) {
+            // Reclaimed behind the checkpoint: offer the checkpoint instead (state transfer).
+            self.offer_checkpoint(from, actions);
+            return;
+        }
         if checksum.is_some_and(|c| self.header(op).is_none_or(|h| h.checksum != c)) {
             return;
         }
@@ -1268,7 +1477,7 @@ impl<A: ChrApplication> Replica<A> {
 
     /// The prepare at `op` as a message, if this replica holds its body.
     fn prepare_message(&self, op: Op) -> Option<Message> {
-        let entry = self.log.get(op.0 as usize)?;
+        let entry = self.entry(op)?;
         Some(Message::Prepare {
             header: entry.header,
             body: entry.body.clone()?,
@@ -1279,20 +1488,27 @@ impl<A: ChrApplication> Replica<A> {
     // ---- Execution ----
 
     fn execute_committed(&mut self, actions: &mut Vec<Action>) {
+        if self.state_missing {
+            return; // Waits for a state transfer.
+        }
         while self.commit_min < self.commit_max.min(self.op()) {
             let next = self.commit_min.next();
-            if self.log[next.0 as usize].body.is_none() {
+            if self.body(next).is_none() {
                 break; // Waits for a repair of the faulty entry.
             }
             self.execute(next, actions);
         }
+        self.maybe_checkpoint(actions);
         if self.status == Status::Normal && self.is_primary() {
             self.run_effects(actions);
         }
     }
 
     fn execute(&mut self, op: Op, actions: &mut Vec<Action>) {
-        let prepare = self.log[op.0 as usize].clone();
+        let prepare = self
+            .entry(op)
+            .expect("invariant: executes held ops")
+            .clone();
         let header = prepare.header;
         let timestamp = match self.config.bug {
             Some(PlantedBug::BackupClockTimestamps) if !self.is_primary() => self.clock,
@@ -1523,7 +1739,9 @@ impl<A: ChrApplication> Replica<A> {
         // Consensus time as far as this primary has executed it: an op's timestamp may run
         // ahead of the clock (timestamps are strictly increasing), and an effect it recorded
         // is due at once.
-        let executed = self.log[self.commit_min.0 as usize].header.timestamp;
+        let executed = self
+            .header(self.commit_min)
+            .map_or(Timestamp(0), |h| h.timestamp);
         let (now, tick) = (self.clock.max(executed), self.tick);
         let policy = self.config.effects;
         let again = 4 * self.config.timeouts.retransmit;
@@ -1546,7 +1764,7 @@ impl<A: ChrApplication> Replica<A> {
                 break;
             }
             if self.executor.attempts.contains_key(&id)
-                || (forget && self.log[id.op.0 as usize].header.view != self.view)
+                || (forget && self.header(id.op).is_some_and(|h| h.view != self.view))
             {
                 continue;
             }
@@ -1680,16 +1898,29 @@ impl<A: ChrApplication> Replica<A> {
         }
     }
 
-    /// The newest headers of the log, for view-change messages.
+    /// The newest headers of the log, for view-change messages, reaching back behind the
+    /// checkpoint to reclaimed ops while there is room.
     fn suffix_headers(&self) -> Vec<Header> {
-        self.log[self.suffix_start()..]
+        let start = self.suffix_start();
+        let room = VIEW_HEADERS_MAX - (self.log.len() - start);
+        let older = if start == 0 {
+            room.min(self.reclaimed.len())
+        } else {
+            0
+        };
+        self.reclaimed
             .iter()
-            .map(|p| p.header)
+            .skip(self.reclaimed.len() - older)
+            .copied()
+            .chain(self.log[start..].iter().map(|p| p.header))
             .collect()
     }
 
+    /// The root is never sent (every replica has it); a checkpoint's op is, so a log that is only
+    /// a checkpoint still names its head.
     fn suffix_start(&self) -> usize {
-        self.log.len().saturating_sub(VIEW_HEADERS_MAX).max(1)
+        let first = usize::from(self.log_base() == Op(0));
+        self.log.len().saturating_sub(VIEW_HEADERS_MAX).max(first)
     }
 
     fn send_do_view_change(&mut self, actions: &mut Vec<Action>) {
@@ -1700,9 +1931,10 @@ impl<A: ChrApplication> Replica<A> {
         if !ready {
             return;
         }
+        let base = self.log_base();
         let faulty = self.log[self.suffix_start()..]
             .iter()
-            .filter(|e| e.body.is_none())
+            .filter(|e| e.body.is_none() && e.header.op > base)
             .map(|e| e.header.op)
             .collect();
         let dvc = DoViewChange {
@@ -1779,7 +2011,7 @@ impl<A: ChrApplication> Replica<A> {
         let mut cut = None;
         for op in commit.0 + 1..=end.0 {
             let op = Op(op);
-            let checksum = match self.log.get(op.0 as usize) {
+            let checksum = match self.entry(op) {
                 Some(entry) if entry.body.is_some() => continue,
                 Some(entry) => entry.header.checksum,
                 None => match self.target.get(&op) {
@@ -1852,20 +2084,26 @@ impl<A: ChrApplication> Replica<A> {
             self.truncate_to(Op(0).max(self.commit_min), actions);
             return true;
         };
-        let anchor = Op(first.op.0 - 1);
-        let connected = self
+        // The headers connect where this log holds their parent, or one of them (ops this log
+        // reclaimed behind its checkpoint are skipped: the chain through the base vouches for
+        // them).
+        let anchor = Op(first.op.0.saturating_sub(1));
+        let mut keep = self
             .header(anchor)
-            .is_some_and(|h| h.checksum == first.parent);
-        if !connected {
-            return false;
-        }
-        let mut keep = anchor;
+            .is_some_and(|h| h.checksum == first.parent)
+            .then_some(anchor);
         for header in headers {
+            if header.op < self.log_base() {
+                continue;
+            }
             match self.header(header.op) {
-                Some(ours) if ours.checksum == header.checksum => keep = header.op,
+                Some(ours) if ours.checksum == header.checksum => keep = Some(header.op),
                 _ => break,
             }
         }
+        let Some(keep) = keep else {
+            return false;
+        };
         assert!(
             keep >= self.commit_min,
             "a view change would truncate executed op {}",
@@ -1885,7 +2123,8 @@ impl<A: ChrApplication> Replica<A> {
             return;
         }
         assert!(op >= self.commit_min, "truncating executed ops");
-        self.log.truncate(op.0 as usize + 1);
+        assert!(op >= self.log_base());
+        self.log.truncate((op.0 - self.log_base().0) as usize + 1);
         self.durable = self.durable.min(op);
         self.reorder.clear();
         actions.push(Action::Truncate { after: op });
@@ -2007,6 +2246,436 @@ impl<A: ChrApplication> Replica<A> {
         self.complete_view_log(actions);
         self.repair(actions);
         self.execute_committed(actions);
+    }
+
+    // ---- Checkpoints, compaction and state transfer ----
+    //
+    // A checkpoint is the replicated state after an executed (so committed) op. It is written
+    // to the journal's checkpoint zone; once the superblock names it durably, the log before
+    // its op is reclaimed, in memory and in the journal's ring. The log may hold at most
+    // `log_ops_max` ops beyond the durable checkpoint, the journal's guaranteed window, so a
+    // restart always finds every op after its checkpoint. A replica that needs ops its peers
+    // reclaimed is sent a checkpoint instead (state transfer), verified before it is used.
+
+    /// True when the log holds as many ops beyond the durable checkpoint as the journal
+    /// guarantees: nothing more may be appended until the next checkpoint is durable.
+    fn log_full(&self) -> bool {
+        let floor = self.checkpoint_durable.max(self.log_base());
+        self.op().0 >= floor.0 + self.config.log_ops_max
+    }
+
+    /// At a restart: the log starts at the durable checkpoint, restored from `bytes` (already
+    /// checked against the superblock's checksum), or, if its copy was damaged, is marked as
+    /// missing its state until a peer sends a checkpoint.
+    fn recover_checkpoint(
+        &mut self,
+        header: Header,
+        bytes: Option<Vec<u8>>,
+        actions: &mut Vec<Action>,
+    ) {
+        self.log = vec![Entry { header, body: None }];
+        self.checkpoint_durable = header.op;
+        self.commit_min = header.op;
+        self.commit_max = header.op;
+        let restored = bytes.and_then(|bytes| {
+            let state = CheckpointState::decode(&bytes).filter(|s| s.header == header)?;
+            let (app_state, sessions, outbox) = self.restore_checkpoint(&state)?;
+            Some((state, app_state, sessions, outbox, bytes))
+        });
+        let Some((state, app_state, sessions, outbox, bytes)) = restored else {
+            self.state_missing = true;
+            return;
+        };
+        self.state = app_state;
+        self.sessions = sessions;
+        self.outbox = outbox;
+        self.state_hash = state.state_hash;
+        self.stats.checkpoints_restored += 1;
+        let bytes: Body = Body::from(bytes);
+        self.checkpoints.push_back(Checkpoint {
+            header,
+            checksum: Checksum::of(&bytes),
+            state_hash: state.state_hash,
+            bytes,
+        });
+        actions.push(Action::Restored {
+            op: header.op,
+            state_hash: self.state_hash,
+        });
+    }
+
+    /// Takes a checkpoint once `checkpoint_interval` ops executed since the newest one, if no
+    /// other is being written.
+    fn maybe_checkpoint(&mut self, actions: &mut Vec<Action>) {
+        if self.state_missing || self.checkpoint_writing.is_some() {
+            return;
+        }
+        // Measured from the durable checkpoint, not from one taken only to serve a peer: the log
+        // window is measured from it too. A full window takes one at once.
+        let durable = self.checkpoint_durable;
+        let due = self.commit_min.0 >= durable.0 + self.config.checkpoint_interval
+            || (self.log_full() && self.commit_min > durable);
+        if !due {
+            return;
+        }
+        let checkpoint = self.take_checkpoint();
+        self.checkpoint_writing = Some(checkpoint.header.op);
+        actions.push(Action::WriteCheckpoint {
+            header: checkpoint.header,
+            checksum: checkpoint.checksum,
+            bytes: checkpoint.bytes,
+        });
+    }
+
+    /// Snapshots the state after `commit_min` and keeps it to serve state transfers.
+    fn take_checkpoint(&mut self) -> Checkpoint {
+        assert!(!self.state_missing);
+        let header = *self
+            .header(self.commit_min)
+            .expect("invariant: the log holds its executed head");
+        if let Some(newest) = self.checkpoints.back().filter(|c| c.header == header) {
+            return newest.clone();
+        }
+        let state = CheckpointState {
+            header,
+            state_hash: self.state_hash,
+            app: self.app.snapshot(&self.state),
+            sessions: self.sessions.encode(),
+            outbox: self.outbox.encode(),
+        };
+        let checkpoint = Checkpoint::new(&state);
+        if self.checkpoints.len() == CHECKPOINTS_SERVED_MAX {
+            self.checkpoints.pop_front();
+        }
+        self.checkpoints.push_back(checkpoint.clone());
+        self.stats.checkpoints_taken += 1;
+        checkpoint
+    }
+
+    fn on_checkpoint_durable(&mut self, op: Op, checksum: Checksum, actions: &mut Vec<Action>) {
+        if self.checkpoint_writing == Some(op) {
+            self.checkpoint_writing = None;
+        }
+        let ours = self.header(op).is_some_and(|h| h.checksum == checksum)
+            || self.checkpoints.iter().any(|c| c.header.op == op);
+        if op > self.checkpoint_durable && op <= self.commit_min && ours {
+            self.checkpoint_durable = op;
+            self.compact();
+        }
+        self.maybe_checkpoint(actions);
+        self.prepare_requests(actions);
+        self.check_invariants();
+    }
+
+    /// Reclaims the log before the durable checkpoint.
+    fn compact(&mut self) {
+        let base = self.checkpoint_durable;
+        if base <= self.log_base() {
+            return;
+        }
+        let reclaimed = (base.0 - self.log_base().0) as usize;
+        for entry in self.log.drain(..reclaimed) {
+            if entry.header.op == Op(0) {
+                continue; // Every replica holds the root; view-change headers never carry it.
+            }
+            if self.reclaimed.len() == VIEW_HEADERS_MAX {
+                self.reclaimed.pop_front();
+            }
+            self.reclaimed.push_back(entry.header);
+        }
+        // The checkpoint holds every op up to its own durably.
+        self.durable = self.durable.max(base);
+        self.target.retain(|op, _| *op > base);
+        self.reorder.retain(|op, _| *op > base);
+    }
+
+    /// Bytes of checkpoint per chunk message: what a prepare's body may hold, less the chunk
+    /// message's extra fields, so a chunk always fits a frame that fits a prepare.
+    fn chunk_size(&self) -> usize {
+        self.config.body_max.saturating_sub(64).max(512)
+    }
+
+    /// Answers a request for an op this log reclaimed with the start of its newest checkpoint.
+    fn offer_checkpoint(&mut self, to: u8, actions: &mut Vec<Action>) {
+        if let Some(checkpoint) = self.checkpoints.back().cloned() {
+            self.send_checkpoint_chunk(to, &checkpoint, 0, actions);
+        }
+    }
+
+    fn on_state_transfer(&mut self, from: u8, message: Message, actions: &mut Vec<Action>) {
+        match message {
+            Message::RequestCheckpoint {
+                op,
+                checksum,
+                offset,
+            } => self.on_request_checkpoint(from, op, checksum, offset, actions),
+            Message::Checkpoint {
+                header,
+                checksum,
+                size,
+                offset,
+                chunk,
+            } => self.on_checkpoint_chunk(header, checksum, size, offset, &chunk, actions),
+            _ => unreachable!("only state-transfer messages"),
+        }
+    }
+
+    fn on_request_checkpoint(
+        &mut self,
+        from: u8,
+        op: Op,
+        checksum: Option<Checksum>,
+        offset: u64,
+        actions: &mut Vec<Action>,
+    ) {
+        if self.state_missing {
+            return;
+        }
+        let found = match checksum {
+            Some(c) => self.checkpoints.iter().find(|k| k.checksum == c).cloned(),
+            None => self
+                .checkpoints
+                .iter()
+                .rev()
+                .find(|k| k.header.op >= op)
+                .cloned(),
+        };
+        // A peer may need a newer state than any checkpoint kept here (its own checkpoint is
+        // newer): one taken now, at any executed op, is as good.
+        let checkpoint = match found {
+            Some(checkpoint) => checkpoint,
+            None if checksum.is_none() && self.commit_min >= op && self.commit_min > Op(0) => {
+                self.take_checkpoint()
+            }
+            None => return,
+        };
+        self.send_checkpoint_chunk(from, &checkpoint, offset, actions);
+    }
+
+    fn send_checkpoint_chunk(
+        &self,
+        to: u8,
+        checkpoint: &Checkpoint,
+        offset: u64,
+        actions: &mut Vec<Action>,
+    ) {
+        let size = checkpoint.bytes.len();
+        let Ok(start) = usize::try_from(offset) else {
+            return;
+        };
+        if start >= size {
+            return;
+        }
+        let end = size.min(start + self.chunk_size());
+        let message = Message::Checkpoint {
+            header: checkpoint.header,
+            checksum: checkpoint.checksum,
+            size: size as u64,
+            offset,
+            chunk: Body::from(&checkpoint.bytes[start..end]),
+        };
+        self.send_to_replica(to, message, actions);
+    }
+
+    /// True if a checkpoint at the op of `header` would help this replica: it lacks its state,
+    /// or it is a backup that has not executed that far (it asked for ops its peers reclaimed).
+    fn wants_checkpoint(&self, header: &Header) -> bool {
+        let holds = self
+            .header(header.op)
+            .is_some_and(|h| h.checksum == header.checksum);
+        let conflicts = self
+            .target
+            .get(&header.op)
+            .is_some_and(|c| *c != header.checksum);
+        if conflicts {
+            return false;
+        }
+        let backup = self.status == Status::Normal && !self.is_primary_of(self.view);
+        if self.state_missing {
+            header.op >= self.log_base() && (holds || backup)
+        } else {
+            header.op > self.commit_min && (holds || backup)
+        }
+    }
+
+    /// Asks for the checkpoint chunks still missing, spreading the requests over the peers.
+    fn request_checkpoint(&mut self, actions: &mut Vec<Action>) {
+        let peers: Vec<u8> = (0..self.config.replica_count)
+            .filter(|r| *r != self.config.replica.0)
+            .collect();
+        if peers.is_empty() {
+            return;
+        }
+        let Some(transfer) = self.transfer.as_mut() else {
+            if self.state_missing {
+                let message = Message::RequestCheckpoint {
+                    op: self.log_base(),
+                    checksum: None,
+                    offset: 0,
+                };
+                self.broadcast(&message, actions);
+            }
+            return;
+        };
+        transfer.idle_rounds += 1;
+        if transfer.idle_rounds > TRANSFER_IDLE_ROUNDS_MAX {
+            self.transfer = None;
+            return;
+        }
+        let transfer = self.transfer.as_ref().expect("checked above");
+        let missing = (0..transfer.received.len())
+            .filter(|&i| !transfer.received[i])
+            .take(CHECKPOINT_CHUNKS_IN_FLIGHT_MAX);
+        let mut messages = Vec::new();
+        for (n, chunk) in missing.enumerate() {
+            let peer = peers[(n + self.tick as usize) % peers.len()];
+            let message = Message::RequestCheckpoint {
+                op: transfer.header.op,
+                checksum: Some(transfer.checksum),
+                offset: (chunk * transfer.chunk_size) as u64,
+            };
+            messages.push((peer, message));
+        }
+        for (peer, message) in messages {
+            self.send_to_replica(peer, message, actions);
+        }
+    }
+
+    fn on_checkpoint_chunk(
+        &mut self,
+        header: Header,
+        checksum: Checksum,
+        size: u64,
+        offset: u64,
+        chunk: &[u8],
+        actions: &mut Vec<Action>,
+    ) {
+        if !self.wants_checkpoint(&header) || size == 0 || size > u64::from(CHECKPOINT_SIZE_MAX) {
+            return;
+        }
+        let chunk_size = self.chunk_size();
+        let size = size as usize;
+        let replace = match &self.transfer {
+            Some(t) => t.checksum != checksum && header.op > t.header.op,
+            None => true,
+        };
+        if replace {
+            self.transfer = Some(Transfer {
+                header,
+                checksum,
+                bytes: vec![0; size],
+                received: vec![false; size.div_ceil(chunk_size)],
+                chunk_size,
+                idle_rounds: 0,
+            });
+        }
+        let transfer = self.transfer.as_mut().expect("invariant: set above");
+        if transfer.checksum != checksum || transfer.bytes.len() != size {
+            return;
+        }
+        let Ok(start) = usize::try_from(offset) else {
+            return;
+        };
+        let index = start / chunk_size;
+        let expected = chunk_size.min(size.saturating_sub(start));
+        if start % chunk_size != 0 || start >= size || chunk.len() != expected {
+            return;
+        }
+        if !transfer.received[index] {
+            transfer.received[index] = true;
+            transfer.bytes[start..start + expected].copy_from_slice(chunk);
+            transfer.idle_rounds = 0;
+        }
+        if transfer.received.iter().all(|r| *r) {
+            self.finish_transfer(actions);
+        } else if replace {
+            self.request_checkpoint(actions);
+        }
+    }
+
+    /// Verifies a fully received checkpoint and installs it. Verified: its bytes against the
+    /// checksum it was announced with; its decoding and the header it names; that its op's
+    /// checksum matches this log (or a view change's target) where either names that op; and
+    /// that restoring it reproduces it (the snapshot of the restored state is the snapshot sent).
+    fn finish_transfer(&mut self, actions: &mut Vec<Action>) {
+        let transfer = self
+            .transfer
+            .take()
+            .expect("invariant: a transfer to finish");
+        let state = (Checksum::of(&transfer.bytes) == transfer.checksum)
+            .then(|| CheckpointState::decode(&transfer.bytes))
+            .flatten()
+            .filter(|state| state.header == transfer.header);
+        let Some(state) = state.filter(|s| self.wants_checkpoint(&s.header)) else {
+            self.stats.checkpoints_refused += 1;
+            return;
+        };
+        let Some((app_state, sessions, outbox)) = self.restore_checkpoint(&state) else {
+            self.stats.checkpoints_refused += 1;
+            return;
+        };
+        let header = state.header;
+        let op = header.op;
+        let holds = self
+            .header(op)
+            .is_some_and(|h| h.checksum == header.checksum);
+        if !holds {
+            // This log ends before the checkpoint or diverges at or before it (then what
+            // follows is an uncommitted suffix: the committed log holds the checkpoint's op).
+            // The log becomes the checkpoint alone; the journal erases the rest.
+            self.log = vec![Entry { header, body: None }];
+            self.reclaimed.clear();
+            self.durable = op;
+            self.prepare_ok_sent = None;
+            self.reorder.retain(|o, _| *o > op);
+        }
+        self.target.retain(|o, _| *o > op);
+        self.state = app_state;
+        self.sessions = sessions;
+        self.outbox = outbox;
+        self.state_hash = state.state_hash;
+        self.commit_min = op;
+        self.commit_max = self.commit_max.max(op);
+        self.state_missing = false;
+        let bytes: Body = Body::from(transfer.bytes);
+        let checkpoint = Checkpoint {
+            header,
+            checksum: transfer.checksum,
+            state_hash: state.state_hash,
+            bytes: bytes.clone(),
+        };
+        if self.checkpoints.len() == CHECKPOINTS_SERVED_MAX {
+            self.checkpoints.pop_front();
+        }
+        self.checkpoints.push_back(checkpoint);
+        self.checkpoint_writing = Some(op);
+        self.stats.state_transfers += 1;
+        actions.push(Action::InstallCheckpoint {
+            header,
+            checksum: transfer.checksum,
+            bytes,
+        });
+        actions.push(Action::Restored {
+            op,
+            state_hash: self.state_hash,
+        });
+        self.execute_committed(actions);
+        self.repair(actions);
+    }
+
+    /// The application state, sessions and outbox a checkpoint holds, if restoring it
+    /// reproduces it.
+    fn restore_checkpoint(&self, state: &CheckpointState) -> Option<(A::State, Sessions, Outbox)> {
+        let app_state = self.app.restore(&state.app).ok()?;
+        if self.app.snapshot(&app_state) != state.app {
+            return None;
+        }
+        let sessions = Sessions::decode(&state.sessions, self.config.sessions_max)?;
+        let outbox = Outbox::decode(&state.outbox).filter(|o| o.encode() == state.outbox)?;
+        if self.config.bug == Some(PlantedBug::RestoreGenesis) {
+            return Some((self.app.genesis(), sessions, outbox));
+        }
+        Some((app_state, sessions, outbox))
     }
 }
 

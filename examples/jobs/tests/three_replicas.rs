@@ -169,6 +169,10 @@ impl Cluster {
                     batch_requests_max: 16,
                     request_queue_max: 16,
                     timeouts: Timeouts::default(),
+                    // Checkpoints every 32 ops, acknowledged at once like every write here: the
+                    // queue's snapshot and the outbox go through checkpoints too.
+                    checkpoint_interval: 32,
+                    log_ops_max: 256,
                     // Short backoffs, so a run takes seconds of consensus time; a breaker that
                     // never opens, so the failing URLs do not hold back the others.
                     effects: EffectPolicy {
@@ -232,6 +236,15 @@ impl Cluster {
                 Action::PersistView { view, log_view, .. } => {
                     follow_ups.push(Input::ViewDurable { view, log_view });
                 }
+                Action::WriteCheckpoint {
+                    header, checksum, ..
+                }
+                | Action::InstallCheckpoint {
+                    header, checksum, ..
+                } => follow_ups.push(Input::CheckpointDurable {
+                    op: header.op,
+                    checksum,
+                }),
                 Action::Attempt {
                     id,
                     view,
@@ -244,7 +257,8 @@ impl Cluster {
                 | Action::Executed { .. }
                 | Action::Repair { .. }
                 | Action::Applied { .. }
-                | Action::Outboxed { .. } => {}
+                | Action::Outboxed { .. }
+                | Action::Restored { .. } => {}
             }
         }
         for input in follow_ups {

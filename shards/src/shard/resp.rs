@@ -345,7 +345,8 @@ impl Shard {
              chronon_peer_messages_dropped:{}\r\nchronon_io:{}\r\nchronon_disk:{}\r\n\
              chronon_effects_pending:{}\r\nchronon_effects_completed:{}\r\n\
              chronon_effects_dead_lettered:{}\r\nchronon_effect_attempts_failed:{}\r\n\
-             chronon_timers_armed:{}\r\nchronon_timers_fired:{}\r\n",
+             chronon_timers_armed:{}\r\nchronon_timers_fired:{}\r\nchronon_log_base:{}\r\n\
+             chronon_checkpoint_durable:{}\r\nchronon_state_transfers:{}\r\n",
             self.setup.shard,
             self.setup.host,
             self.replica.view(),
@@ -363,6 +364,9 @@ impl Shard {
             counts.failed_attempts,
             outbox.timers().len(),
             counts.timers_fired,
+            self.replica.log_base(),
+            self.replica.checkpoint_durable(),
+            self.replica.stats().state_transfers,
         );
         // The dead letters, oldest first, for an operator to retry (`chronon kv retry-effect`).
         for (id, dead) in outbox.dead().iter().take(DEAD_LETTERS_LISTED) {

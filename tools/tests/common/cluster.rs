@@ -49,6 +49,17 @@ pub struct Cluster {
 impl Cluster {
     /// Formats three replicas of `shards` shards in a fresh temp dir named after `name`.
     pub fn format(name: &str, cluster: u64, shards: u16, salt: u16) -> Cluster {
+        Cluster::format_with(name, cluster, shards, salt, 2048)
+    }
+
+    /// As [`Cluster::format`], with journal rings of `slot_count` slots.
+    pub fn format_with(
+        name: &str,
+        cluster: u64,
+        shards: u16,
+        salt: u16,
+        slot_count: u32,
+    ) -> Cluster {
         let dir = std::env::temp_dir().join(format!("chronon-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -57,7 +68,7 @@ impl Cluster {
             .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
             .collect();
         let topology = Topology::new(ClusterId(cluster), shards, hosts).expect("topology");
-        format_dirs(&dir, &topology);
+        format_dirs(&dir, &topology, slot_count);
         Cluster {
             dir,
             topology,
@@ -260,7 +271,7 @@ pub fn resp_session(address: SocketAddr, commands: &[&[&str]]) -> Option<Vec<Res
     Some(replies)
 }
 
-pub fn format_dirs(dir: &Path, topology: &Topology) {
+pub fn format_dirs(dir: &Path, topology: &Topology, slot_count: u32) {
     for replica in 0..3 {
         let status = chronon()
             .args(["format", "--data"])
@@ -268,7 +279,13 @@ pub fn format_dirs(dir: &Path, topology: &Topology) {
             .args(["--cluster", &topology.cluster.0.to_string()])
             .args(["--replica", &replica.to_string(), "--replicas", "3"])
             .args(["--shards", &topology.shard_count.to_string()])
-            .args(["--slot-count", "2048", "--slot-size", "8192"])
+            .args([
+                "--slot-count",
+                &slot_count.to_string(),
+                "--slot-size",
+                "8192",
+            ])
+            .args(["--checkpoint-size", "1048576"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
