@@ -13,7 +13,7 @@
 //! section: tag (u8) | length (u64) | bytes; tags strictly increasing, each exactly once:
 //!   1 = application snapshot (`ChrApplication::snapshot`)
 //!   2 = client sessions (`Sessions::encode`)
-//!   3 = reserved for the effect outbox
+//!   3 = effect outbox (`Outbox::encode`)
 //! ```
 
 use std::sync::Arc;
