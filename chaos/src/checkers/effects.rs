@@ -32,10 +32,12 @@ type Generation = (EffectId, u32);
 pub struct EffectChecker {
     recorded: BTreeMap<EffectId, SideEffect>,
     settled: BTreeMap<Generation, Settled>,
-    /// Per replica, what its current incarnation settled, and how often it revived each id.
+    /// Per replica, what its current incarnation settled.
     settled_by: BTreeMap<u8, BTreeSet<Generation>>,
-    revived_by: BTreeMap<u8, BTreeMap<EffectId, u32>>,
-    /// Per generation, the op that revived it (the same on every replica).
+    /// Per generation, the op that revived it (the same on every replica). An event's
+    /// generation follows from its op: the revivals of its id at earlier ops. (A replica
+    /// restored from a checkpoint never sees the revivals before it, so counting what each
+    /// replica saw would not do.)
     revived_at: BTreeMap<Generation, Op>,
     /// The deduplicating sink: each effect id once, with its payload.
     delivered: BTreeMap<EffectId, Vec<u8>>,
@@ -49,7 +51,6 @@ impl EffectChecker {
     /// A replica restarted: it executes its log again.
     pub fn restarted(&mut self, replica: u8) {
         self.settled_by.remove(&replica);
-        self.revived_by.remove(&replica);
     }
 
     /// The outbox of `replica` changed at `op`.
@@ -83,7 +84,7 @@ impl EffectChecker {
             Outboxed::DeadLettered => Settled::DeadLettered(op),
             Outboxed::TimerFired => Settled::Fired(op),
             Outboxed::Revived => {
-                let generation = self.generation(replica, id);
+                let generation = self.generation(id, op);
                 if !matches!(
                     self.settled.get(&generation),
                     Some(Settled::DeadLettered(_))
@@ -99,16 +100,10 @@ impl EffectChecker {
                         "replica {replica} revived effect {id} at op {op}, another at op {first}"
                     ));
                 }
-                *self
-                    .revived_by
-                    .entry(replica)
-                    .or_default()
-                    .entry(id)
-                    .or_default() += 1;
                 return Ok(());
             }
         };
-        let generation = self.generation(replica, id);
+        let generation = self.generation(id, op);
         if !self
             .settled_by
             .entry(replica)
@@ -132,14 +127,14 @@ impl EffectChecker {
         }
     }
 
-    fn generation(&self, replica: u8, id: EffectId) -> Generation {
+    /// The life of `id` that an event at `op` belongs to.
+    fn generation(&self, id: EffectId, op: Op) -> Generation {
         let revivals = self
-            .revived_by
-            .get(&replica)
-            .and_then(|r| r.get(&id))
-            .copied()
-            .unwrap_or(0);
-        (id, revivals)
+            .revived_at
+            .range((id, 0)..=(id, u32::MAX))
+            .filter(|(_, at)| **at < op)
+            .count();
+        (id, u32::try_from(revivals).unwrap_or(u32::MAX))
     }
 
     /// `replica` attempts an effect as primary of `view`; `durable` is the view state its
