@@ -26,6 +26,8 @@ pub struct NodeConfig {
     pub disk: DiskChoice,
     /// Where `Emit` effects go, by sink name (`log` is built in).
     pub sinks: crate::effects::Sinks,
+    /// Ops between checkpoints; `None`: as many as each shard's log ring allows.
+    pub checkpoint_interval: Option<u64>,
     /// The network path: `io_uring`, epoll, or `io_uring` if it works here (`Auto`).
     pub io: IoChoice,
     /// Pin shard `s`'s thread to core `s mod cores`. Off by default: on a shared or virtual
@@ -106,6 +108,7 @@ impl Node {
                 data_file: config.data_files[s].clone(),
                 disk: config.disk,
                 sinks: config.sinks.clone(),
+                checkpoint_interval: config.checkpoint_interval,
                 io,
             };
             let doorbell = Arc::clone(&post.boxes[s].1);

@@ -61,6 +61,8 @@ pub struct ShardSetup {
     pub disk: DiskChoice,
     /// Where `Emit` effects go.
     pub sinks: crate::effects::Sinks,
+    /// Ops between checkpoints; `None`: as many as the log ring allows.
+    pub checkpoint_interval: Option<u64>,
     /// The network path the node settled on (see [`crate::io::resolve`]).
     pub io: IoMode,
 }
@@ -342,6 +344,18 @@ fn recover(setup: &ShardSetup) -> Result<Recovered, ShardError> {
             superblock.config.slot_count, SLOT_COUNT_CHECKPOINT_MIN
         )));
     }
+    let interval_max = ReplicaConfig::checkpoint_interval_max(log_ops_max);
+    let checkpoint_interval = match setup.checkpoint_interval {
+        None => interval_max,
+        Some(interval) if (1..=interval_max).contains(&interval) => interval,
+        Some(interval) => {
+            return Err(open_error(format!(
+                "--checkpoint-interval {interval} does not fit this log ring of {} slots: give \
+                 1 to {interval_max}, or reformat with a larger --slot-count",
+                superblock.config.slot_count
+            )));
+        }
+    };
     let config = ReplicaConfig {
         cluster: topology.cluster,
         shard,
@@ -353,7 +367,7 @@ fn recover(setup: &ShardSetup) -> Result<Recovered, ShardError> {
         request_queue_max: REQUEST_QUEUE_MAX,
         timeouts: Timeouts::default(),
         effects: chronon_engine::vsr::EffectPolicy::default(),
-        checkpoint_interval: ReplicaConfig::checkpoint_interval_max(log_ops_max),
+        checkpoint_interval,
         log_ops_max,
         record_applied: false,
         bug: None,

@@ -156,6 +156,7 @@ fn measure(io: IoChoice) -> [(&'static str, f64); 3] {
         disk: DiskChoice::Auto,
         io,
         sinks: chronon_shards::Sinks::default(),
+        checkpoint_interval: None,
         pin: false,
     })
     .expect("node starts");

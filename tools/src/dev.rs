@@ -76,6 +76,7 @@ fn cluster_id(args: &DevArgs) -> anyhow::Result<(u64, bool)> {
             io: chronon_shards::IoChoice::Auto,
             pin: false,
             sinks: Vec::new(),
+            checkpoint_interval: None,
         })?;
         if node.topology.shard_count != args.shards {
             bail!(

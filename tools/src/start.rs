@@ -18,8 +18,8 @@ use crate::data_dir;
 #[derive(Debug, clap::Args)]
 pub struct StartArgs {
     /// A TOML file with any of: data = "DIR", addresses = ["ip:port", ...], cluster = ID,
-    /// disk = "auto", io = "auto", pin = true, sinks = { NAME = "FILE" }. Flags given on the
-    /// command line win.
+    /// disk = "auto", io = "auto", pin = true, sinks = { NAME = "FILE" },
+    /// `checkpoint_interval` = N. Flags given on the command line win.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Data directory created by `chronon format`.
@@ -54,6 +54,10 @@ pub struct StartArgs {
     /// sinks, since any of them may become primary.
     #[arg(long = "sink", value_name = "NAME=FILE")]
     pub sinks: Vec<String>,
+    /// Take a checkpoint (and reclaim the log behind it) every N executed ops. Default: as
+    /// many as the log ring allows (half the ring less the pipeline, halved).
+    #[arg(long, value_name = "N")]
+    pub checkpoint_interval: Option<u64>,
 }
 
 /// `chronon start`'s settings as a TOML file may give them.
@@ -68,6 +72,7 @@ struct FileConfig {
     pin: Option<bool>,
     /// Sink name to file.
     sinks: Option<std::collections::BTreeMap<String, PathBuf>>,
+    checkpoint_interval: Option<u64>,
 }
 
 /// The flags, completed from `--config` where a flag was not given.
@@ -114,6 +119,7 @@ fn merged(args: &StartArgs) -> anyhow::Result<StartArgs> {
         disk,
         io,
         pin: args.pin || file.pin.unwrap_or(false),
+        checkpoint_interval: args.checkpoint_interval.or(file.checkpoint_interval),
         sinks: file
             .sinks
             .unwrap_or_default()
@@ -246,6 +252,7 @@ pub fn node_config(args: &StartArgs) -> anyhow::Result<NodeConfig> {
         data_files: files.into_iter().map(|f| f.path).collect(),
         disk: args.disk,
         sinks: sinks(&args.sinks)?,
+        checkpoint_interval: args.checkpoint_interval,
         io: args.io,
         pin: args.pin,
     })
