@@ -416,7 +416,7 @@ impl Simulation {
         let primary = ((view.0 + shard as u64) % u64::from(self.options.replica_count)) as u8;
         self.shards[shard]
             .effects
-            .attempt(replica, id, view, effect, durable, primary)
+            .attempt(replica, id, view, attempt, effect, durable, primary)
             .map_err(|e| self.fail(shard, &e))?;
         let options = self.options.effects;
         let faulty = self.tick < self.options.safety_ticks;

@@ -42,6 +42,8 @@ pub struct EffectChecker {
     /// The deduplicating sink: each effect id once, with its payload.
     delivered: BTreeMap<EffectId, Vec<u8>>,
     pub attempts: u64,
+    /// Every attempt: (id, fence, attempt number).
+    attempt_log: BTreeSet<(EffectId, View, u32)>,
     pub deliveries: u64,
     /// Deliveries the sink dropped as duplicates of an id it already had.
     pub duplicates: u64,
@@ -139,16 +141,28 @@ impl EffectChecker {
 
     /// `replica` attempts an effect as primary of `view`; `durable` is the view state its
     /// superblock holds (view, log view) and `primary` the primary of `view`.
+    #[allow(clippy::too_many_arguments)]
     pub fn attempt(
         &mut self,
         replica: u8,
         id: EffectId,
         view: View,
+        attempt: u32,
         effect: &SideEffect,
         durable: Option<(View, View)>,
         primary: u8,
     ) -> Result<(), String> {
         self.attempts += 1;
+        // Every attempt, as the sink saw it: the same (id, fence, attempt) twice would mean a
+        // primary started one attempt twice.
+        if !self.attempt_log.insert((id, view, attempt)) {
+            return Err(format!(
+                "replica {replica} made attempt {attempt} of effect {id} under fence {view} twice"
+            ));
+        }
+        if attempt == 0 {
+            return Err(format!("replica {replica} numbered an attempt of {id} 0"));
+        }
         if primary != replica || durable != Some((view, view)) {
             return Err(format!(
                 "replica {replica} attempted effect {id} with fence view {view}, but the primary \

@@ -49,8 +49,12 @@ impl Default for EffectPolicy {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PendingEffect {
     pub effect: SideEffect,
-    /// Failed attempts committed so far; the next attempt is number `failures + 1`.
+    /// Failed attempts committed so far; the next attempt is number `failures + 1`, so attempt
+    /// numbers never repeat, across views and revivals alike.
     pub failures: u32,
+    /// `failures` when this life of the effect began: 0, or the count at its last revival from
+    /// the dead letters. The retry budget and the backoff count from here.
+    pub life_start: u32,
     /// No attempt before this consensus time (the backoff).
     pub not_before: Timestamp,
     pub last_error: Option<String>,
@@ -198,6 +202,7 @@ impl Outbox {
                 let pending = PendingEffect {
                     effect,
                     failures: 0,
+                    life_start: 0,
                     not_before: now,
                     last_error: None,
                 };
@@ -268,7 +273,8 @@ impl Outbox {
         self.counts.failed_attempts += 1;
         pending.failures += 1;
         pending.last_error = Some(error.to_owned());
-        let failures = pending.failures;
+        let failures = pending.failures - pending.life_start;
+        let total_failures = pending.failures;
         let target = target_of(&pending.effect);
         let breaker = self.breakers.entry(target).or_default();
         breaker.consecutive_failures += 1;
@@ -284,7 +290,7 @@ impl Outbox {
                 id,
                 DeadEffect {
                     effect: pending.effect,
-                    failures,
+                    failures: total_failures,
                     error: error.to_owned(),
                     at: now,
                 },
@@ -319,7 +325,8 @@ impl Outbox {
         }
     }
 
-    /// Moves a dead-lettered effect back to pending with a fresh attempt budget.
+    /// Moves a dead-lettered effect back to pending with a fresh attempt budget; its attempt
+    /// numbers go on from where they stopped.
     fn revive(&mut self, id: EffectId, now: Timestamp) -> Change {
         let Some(dead) = self.dead.remove(&id) else {
             return Change::Nothing;
@@ -329,7 +336,8 @@ impl Outbox {
             id,
             PendingEffect {
                 effect: dead.effect,
-                failures: 0,
+                failures: dead.failures,
+                life_start: dead.failures,
                 not_before: now,
                 last_error: Some(dead.error),
             },
@@ -366,6 +374,7 @@ impl Outbox {
             put_id(&mut out, *id);
             put_effect(&mut out, &pending.effect);
             out.extend_from_slice(&pending.failures.to_le_bytes());
+            out.extend_from_slice(&pending.life_start.to_le_bytes());
             put_u64(&mut out, pending.not_before.0);
             put_option(&mut out, pending.last_error.as_deref());
         }
@@ -412,6 +421,7 @@ impl Outbox {
             let pending = PendingEffect {
                 effect: read_effect(&mut r)?,
                 failures: r.u32()?,
+                life_start: r.u32()?,
                 not_before: Timestamp(r.u64()?),
                 last_error: read_option(&mut r)?,
             };
@@ -745,7 +755,7 @@ mod tests {
             outbox.execute(&KernelEvent::Retry { id: e }, now, 1, &policy),
             Change::Revived
         );
-        assert_eq!(outbox.pending()[&e].next_attempt(), 1);
+        assert_eq!(outbox.pending()[&e].next_attempt(), 4, "numbers go on");
         assert_eq!(outbox.due(now).count(), 1);
     }
 
