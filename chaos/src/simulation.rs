@@ -326,36 +326,12 @@ impl Simulation {
                     );
                 }
                 Action::Executed { op, state_hash } => {
-                    let shard_state = &mut self.shards[shard];
-                    let checksum = shard_state.nodes[usize::from(replica)]
-                        .checksum_at(op)
-                        .ok_or_else(|| {
-                            format!("replica {replica} executed op {op} it does not hold")
-                        })?;
-                    shard_state
-                        .prefix
-                        .observe(replica, op, checksum)
-                        .map_err(|e| self.fail(shard, &e))?;
-                    self.shards[shard]
-                        .state_hashes
-                        .observe(replica, op, state_hash)
-                        .map_err(|e| self.fail(shard, &e))?;
+                    self.observe_state(shard, replica, op, state_hash, "executed")?;
                 }
+                // A restored replica must agree with those that executed the log: the same op
+                // (prefix) and the same state hash after it.
                 Action::Restored { op, state_hash } => {
-                    // A restored replica must agree with those that executed the log: the same
-                    // op (prefix) and the same state hash after it.
-                    let shard_state = &mut self.shards[shard];
-                    let checksum = shard_state.nodes[usize::from(replica)]
-                        .checksum_at(op)
-                        .ok_or_else(|| format!("replica {replica} restored op {op} it lacks"))?;
-                    shard_state
-                        .prefix
-                        .observe(replica, op, checksum)
-                        .map_err(|e| self.fail(shard, &e))?;
-                    self.shards[shard]
-                        .state_hashes
-                        .observe(replica, op, state_hash)
-                        .map_err(|e| self.fail(shard, &e))?;
+                    self.observe_state(shard, replica, op, state_hash, "restored")?;
                 }
                 Action::WriteCheckpoint {
                     header, checksum, ..
@@ -466,6 +442,30 @@ impl Simulation {
             }
         }
         Ok(())
+    }
+
+    /// `replica` reached the state after `op` (by executing it, or by restoring a checkpoint):
+    /// the prefix and state-hash checkers see it.
+    fn observe_state(
+        &mut self,
+        shard: usize,
+        replica: u8,
+        op: Op,
+        state_hash: chronon_engine::checksum::Checksum,
+        how: &str,
+    ) -> Result<(), String> {
+        let shard_state = &mut self.shards[shard];
+        let checksum = shard_state.nodes[usize::from(replica)]
+            .checksum_at(op)
+            .ok_or_else(|| format!("replica {replica} {how} op {op} it does not hold"))?;
+        shard_state
+            .prefix
+            .observe(replica, op, checksum)
+            .map_err(|e| self.fail(shard, &e))?;
+        self.shards[shard]
+            .state_hashes
+            .observe(replica, op, state_hash)
+            .map_err(|e| self.fail(shard, &e))
     }
 
     fn fail(&self, shard: usize, message: &str) -> String {

@@ -1177,22 +1177,7 @@ impl<D: VirtualDisk> Journal<D> {
             let stale: Vec<usize> = (0..self.headers.len())
                 .filter(|&slot| self.headers[slot].is_some_and(|h| h.op > header.op))
                 .collect();
-            for &slot in &stale {
-                self.set_copy(slot, None);
-            }
-            self.write_dirty_copies();
-            self.sync_barrier()?;
-            for &slot in &stale {
-                let offset = self.layout.slot_offset(slot);
-                self.disk.submit_write(
-                    offset,
-                    AlignedBuf::zeroed(SECTOR_SIZE),
-                    token(TOKEN_ERASE, 0),
-                );
-                self.headers[slot] = None;
-                self.faulty[slot] = false;
-            }
-            self.sync_barrier()?;
+            self.erase_slots(&stale)?;
             self.head = *header;
             self.entries_durable = header.op;
             self.durable = header.op;
@@ -1202,6 +1187,28 @@ impl<D: VirtualDisk> Journal<D> {
         self.anchor = Some(*header);
         self.op_min = self.op_min.max(header.op.next());
         Ok(())
+    }
+
+    /// Erases the entries in `slots`, durably: their header copies are zeroed (and made
+    /// durable) before the entries, so a crash in between can only leave an unacknowledged
+    /// entry, never a faulty one. Blocking.
+    fn erase_slots(&mut self, slots: &[usize]) -> Result<(), JournalError> {
+        for &slot in slots {
+            self.set_copy(slot, None);
+        }
+        self.write_dirty_copies();
+        self.sync_barrier()?;
+        for &slot in slots {
+            let offset = self.layout.slot_offset(slot);
+            self.disk.submit_write(
+                offset,
+                AlignedBuf::zeroed(SECTOR_SIZE),
+                token(TOKEN_ERASE, 0),
+            );
+            self.headers[slot] = None;
+            self.faulty[slot] = false;
+        }
+        self.sync_barrier()
     }
 
     /// Erases every op after `op`, durably. Used by a view change to drop an uncommitted
@@ -1222,22 +1229,7 @@ impl<D: VirtualDisk> Journal<D> {
         let slots: Vec<usize> = (op.0 + 1..=self.head.op.0)
             .map(|o| self.layout.slot_of(Op(o)))
             .collect();
-        for &slot in &slots {
-            self.set_copy(slot, None);
-        }
-        self.write_dirty_copies();
-        self.sync_barrier()?;
-        for &slot in &slots {
-            let offset = self.layout.slot_offset(slot);
-            self.disk.submit_write(
-                offset,
-                AlignedBuf::zeroed(SECTOR_SIZE),
-                token(TOKEN_ERASE, 0),
-            );
-            self.headers[slot] = None;
-            self.faulty[slot] = false;
-        }
-        self.sync_barrier()?;
+        self.erase_slots(&slots)?;
         self.head = new_head;
         self.entries_durable = self.entries_durable.min(op);
         self.durable = self.durable.min(op);

@@ -349,10 +349,12 @@ impl Outbox {
     /// target's breaker closed (or past its cooldown, for the probe), oldest first.
     pub fn due(&self, now: Timestamp) -> impl Iterator<Item = (EffectId, &PendingEffect)> + '_ {
         self.pending.iter().filter_map(move |(id, pending)| {
-            let open = self
-                .breakers
-                .get(&target_of(&pending.effect))
-                .is_some_and(|b| b.open_until > now);
+            // Naming the target allocates: skip it while no target has failed.
+            let open = !self.breakers.is_empty()
+                && self
+                    .breakers
+                    .get(&target_of(&pending.effect))
+                    .is_some_and(|b| b.open_until > now);
             (pending.not_before <= now && !open).then_some((*id, pending))
         })
     }
